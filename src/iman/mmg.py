@@ -1,0 +1,236 @@
+"""Margin Mask Generator (MMG): a soft band around a predicted lesion boundary.
+
+One branch's prediction becomes the other branch's margin map (paper §III-B):
+
+1. binarise the probability map at ``prob >= threshold`` (default 0.5);
+2. erode and dilate it with an elliptical structuring element;
+3. XOR: the band is ``dilated AND NOT eroded`` (the eroded set lies inside the dilated one);
+4. filter the band with ``none | mean | gaussian``; the result is a map in [0, 1] at the
+   working resolution.
+
+Kernel sizes are given in *original acquisition pixels*, as in the paper's Table IV
+(:data:`PAPER_KERNELS`), so one ``k`` means the same physical band width whatever the
+working size S. An original H×W image is resized to a square S×S working image, so a circle
+of diameter ``k`` in original space becomes an ellipse with axes ``k·S/H`` (vertical) and
+``k·S/W`` (horizontal) in working pixels. Each axis is rounded to the nearest odd integer
+(at least 1) so the element has a centre pixel and the band is symmetric. The element holds
+the pixels whose centres lie inside that ellipse (:func:`ellipse_footprint`); OpenCV's
+``MORPH_ELLIPSE`` is not used because its square elements are not transpose-symmetric.
+
+The filter kernel is the authors' 75×75 blur at a 320-px network input scaled to S:
+``max(3, odd(round(75·S/320)))``; ``mean`` is a normalised box filter, ``gaussian`` uses
+OpenCV's default sigma for that size (11.6 at 75 px); both use OpenCV's default
+reflect-101 border. ``none`` returns the hard 0/1 band as float. Blurred values are kept as
+they are (a thin band's peak may stay below 1); they are never re-stretched to [0, 1].
+
+Edge cases:
+
+* empty prediction (nothing at or above the threshold): the margin is all ones, i.e. the
+  gate lets everything through. The authors' code reaches the same effect by accident (a
+  0/0 normalisation turns the whole image into margin).
+* a lesion thinner than the element: erosion empties it and the margin is the dilated blob
+  (which is what the XOR gives).
+* a lesion touching the image border: the outside counts as background for dilation (no
+  wrap-around, nothing grows past the edge) and as foreground for erosion, so the image edge
+  itself is not treated as a lesion boundary (OpenCV's default for erosion).
+
+:func:`margin_mask` runs OpenCV on CPU; :func:`margin_mask_torch` computes the same band for
+a batch with grouped convolutions (a count of footprint pixels compared with 0), meant for
+GPU batches; on CPU OpenCV is much faster.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "FILTERS",
+    "FILTER_PX_AT_320",
+    "PAPER_KERNELS",
+    "band_torch",
+    "ellipse_footprint",
+    "filter_size",
+    "hard_band",
+    "kernel_axes",
+    "make_margins",
+    "margin_mask",
+    "margin_mask_torch",
+    "nearest_odd",
+]
+
+FILTERS: Final = ("none", "mean", "gaussian")
+PAPER_KERNELS: Final = (50, 75, 100, 125)
+FILTER_PX_AT_320: Final = 75
+
+
+def nearest_odd(x: float) -> int:
+    """The odd integer nearest to ``x`` (ties go up), at least 1."""
+    return max(1, 2 * math.floor((x - 1.0) / 2.0 + 0.5) + 1)
+
+
+def kernel_axes(kernel_px: float, orig_size: tuple[int, int], work_size: int) -> tuple[int, int]:
+    """Element size ``(kh, kw)`` in working pixels for a ``kernel_px`` circle in original space."""
+    h, w = orig_size
+    if kernel_px <= 0 or h <= 0 or w <= 0 or work_size <= 0:
+        raise ValueError(f"need positive sizes, got k={kernel_px}, orig={orig_size}, S={work_size}")
+    return nearest_odd(kernel_px * work_size / h), nearest_odd(kernel_px * work_size / w)
+
+
+def filter_size(work_size: int) -> int:
+    """Side of the blur kernel at working size S: the authors' 75 px at 320, scaled, odd, >= 3."""
+    return max(3, nearest_odd(math.floor(FILTER_PX_AT_320 * work_size / 320 + 0.5)))
+
+
+def ellipse_footprint(kh: int, kw: int) -> np.ndarray:
+    """``kh×kw`` uint8 element: pixels whose centres lie in the ellipse with axes kh and kw."""
+    if kh < 1 or kw < 1 or kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(f"element sides must be odd and positive, got {(kh, kw)}")
+    y = (np.arange(kh) - kh // 2) / (kh / 2.0)
+    x = (np.arange(kw) - kw // 2) / (kw / 2.0)
+    return ((y[:, None] ** 2 + x[None, :] ** 2) <= 1.0).astype(np.uint8)
+
+
+def _check_filter(filter: str) -> None:
+    if filter not in FILTERS:
+        raise ValueError(f"unknown filter {filter!r}; expected one of {FILTERS}")
+
+
+def _square_size(shape: tuple[int, ...]) -> int:
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(f"the working map must be square S×S, got {shape}")
+    return int(shape[0])
+
+
+def hard_band(
+    binary: np.ndarray, kernel_px: float, orig_size: tuple[int, int]
+) -> np.ndarray:
+    """0/1 uint8 band ``dilate AND NOT erode`` of a non-empty S×S binary map (OpenCV)."""
+    s = _square_size(binary.shape)
+    fp = ellipse_footprint(*kernel_axes(kernel_px, orig_size, s))
+    b = np.ascontiguousarray(binary, dtype=np.uint8)
+    inner = cv2.erode(b, fp, borderType=cv2.BORDER_CONSTANT, borderValue=1)
+    outer = cv2.dilate(b, fp, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return outer & (1 - inner)
+
+
+def margin_mask(
+    prob: np.ndarray,
+    kernel_px: float,
+    filter: str,
+    orig_size: tuple[int, int],
+    threshold: float = 0.5,
+) -> np.ndarray:
+    """Soft margin (S×S float32 in [0, 1]) of one working-size probability map.
+
+    ``kernel_px``: element diameter in original pixels; ``orig_size``: the case's original
+    (H, W); ``filter``: one of :data:`FILTERS`.
+    """
+    _check_filter(filter)
+    p = np.asarray(prob, dtype=np.float32)
+    s = _square_size(p.shape)
+    binary = (p >= threshold).astype(np.uint8)
+    if not binary.any():
+        return np.ones((s, s), dtype=np.float32)
+    band = hard_band(binary, kernel_px, orig_size).astype(np.float32)
+    if filter == "none":
+        return band
+    f = filter_size(s)
+    if filter == "mean":
+        out = cv2.blur(band, (f, f), borderType=cv2.BORDER_REFLECT_101)
+    else:
+        out = cv2.GaussianBlur(band, (f, f), 0, borderType=cv2.BORDER_REFLECT_101)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def band_torch(
+    binary: torch.Tensor, kernel_px: float, orig_sizes: Sequence[tuple[int, int]]
+) -> torch.Tensor:
+    """Hard band of a ``(B, 1, S, S)`` 0/1 float batch, one element per case (grouped conv).
+
+    Dilation: the footprint-weighted count of foreground pixels is > 0 (zero padding =
+    background outside). Erosion: the count of background pixels is 0 (zero padding of the
+    complement = foreground outside). Elements of different sizes are centred in one
+    ``max(kh)×max(kw)`` weight so the whole batch is a single convolution.
+    """
+    n, _, s, _ = binary.shape
+    axes = [kernel_axes(kernel_px, tuple(o), s) for o in orig_sizes]
+    kh_max = max(a[0] for a in axes)
+    kw_max = max(a[1] for a in axes)
+    weight = torch.zeros((n, 1, kh_max, kw_max), dtype=binary.dtype)
+    for i, (kh, kw) in enumerate(axes):
+        y0, x0 = (kh_max - kh) // 2, (kw_max - kw) // 2
+        weight[i, 0, y0 : y0 + kh, x0 : x0 + kw] = torch.from_numpy(ellipse_footprint(kh, kw))
+    weight = weight.to(binary.device)
+    pad = (kh_max // 2, kw_max // 2)
+    fg = binary.transpose(0, 1)
+    outer = F.conv2d(fg, weight, padding=pad, groups=n) > 0.5
+    inner = F.conv2d(1.0 - fg, weight, padding=pad, groups=n) < 0.5
+    return (outer & ~inner).transpose(0, 1).to(binary.dtype)
+
+
+def _separable_blur(x: torch.Tensor, k1d: np.ndarray) -> torch.Tensor:
+    """Separable 2-D filter of ``(B, 1, S, S)`` with reflect-101 borders (OpenCV's default)."""
+    f = len(k1d)
+    k = torch.as_tensor(k1d, dtype=x.dtype, device=x.device)
+    x = F.pad(x, (f // 2, f // 2, f // 2, f // 2), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, f))
+    return F.conv2d(x, k.view(1, 1, f, 1))
+
+
+def margin_mask_torch(
+    prob_batch: torch.Tensor,
+    kernel_px: float,
+    filter: str,
+    orig_sizes: Sequence[tuple[int, int]],
+    threshold: float = 0.5,
+) -> torch.Tensor:
+    """Batched :func:`margin_mask` on the tensor's device.
+
+    ``prob_batch``: ``(B, S, S)`` or ``(B, 1, S, S)``; ``orig_sizes``: one (H, W) per case.
+    Returns float32 of the input's shape.
+    """
+    _check_filter(filter)
+    squeeze = prob_batch.ndim == 3
+    x = prob_batch[:, None] if squeeze else prob_batch
+    if x.ndim != 4 or x.shape[1] != 1:
+        raise ValueError(f"expected (B, S, S) or (B, 1, S, S), got {tuple(prob_batch.shape)}")
+    s = _square_size(tuple(x.shape[2:]))
+    if len(orig_sizes) != x.shape[0]:
+        raise ValueError(f"{len(orig_sizes)} original sizes for a batch of {x.shape[0]}")
+    binary = (x >= threshold).to(torch.float32)
+    out = band_torch(binary, kernel_px, orig_sizes)
+    if filter != "none":
+        f = filter_size(s)
+        k1d = np.full(f, 1.0 / f) if filter == "mean" else cv2.getGaussianKernel(f, 0).ravel()
+        out = _separable_blur(out, k1d).clamp_(0.0, 1.0)
+    empty = binary.flatten(1).amax(dim=1) == 0
+    out[empty] = 1.0
+    return out[:, 0] if squeeze else out
+
+
+def make_margins(
+    preds: Mapping[str, np.ndarray],
+    sizes: Mapping[str, tuple[int, int]],
+    kernel_px: float,
+    filter: str,
+    threshold: float = 0.5,
+) -> dict[str, np.ndarray]:
+    """Margins of every case, float16 S×S (the ``margins_k{k}_{filter}.npz`` format).
+
+    ``preds``: case id → S×S probability (``pred.npz``); ``sizes``: case id → original (H, W).
+    """
+    _check_filter(filter)
+    missing = sorted(set(preds) - set(sizes))
+    if missing:
+        raise KeyError(f"no original size for cases {missing[:5]}")
+    return {
+        cid: margin_mask(p, kernel_px, filter, tuple(sizes[cid]), threshold).astype(np.float16)
+        for cid, p in preds.items()
+    }
