@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:  # torch is imported lazily: light jobs (tables, metrics) never pay for it
+    from torch import nn
 
 __all__ = [
     "INJECTIONS",
@@ -120,7 +121,8 @@ def build_model(
 
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters, excluding an adversary (discriminators) if present."""
-    skip = {id(p) for p in getattr(model, "adversary", nn.Module()).parameters()}
+    adversary = getattr(model, "adversary", None)
+    skip = {id(p) for p in adversary.parameters()} if adversary is not None else set()
     return sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in skip)
 
 

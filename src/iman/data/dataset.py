@@ -1,0 +1,105 @@
+"""In-memory training data from the cache, and paired augmentation.
+
+Training never reads raw files or videos: it reads the per-case ``.npz`` cache, the frame
+indices and (loop ≥ 1) a margins file. Augmentation draws one random transform per sample
+and applies it to the image channels, the margin and the mask together.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["Augment", "CaseArrays", "augment_batch", "load_cases", "load_margins"]
+
+MEAN, STD = 0.5, 0.25  # fixed grey-level normalisation of every channel
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Paper augmentations: random crop (resized back), horizontal flip, rotation."""
+
+    crop_scale: float = 0.85
+    flip_p: float = 0.5
+    rotate_deg: float = 15.0
+
+
+@dataclass
+class CaseArrays:
+    """Stacked tensors for a list of cases (float32, N×C×S×S; masks N×1×S×S)."""
+
+    case_ids: list[str]
+    x: Tensor
+    y: Tensor
+    margin: Tensor | None
+
+
+def _channels(npz: np.lib.npyio.NpzFile, modality: str, frames: list[int] | None) -> np.ndarray:
+    if modality == "us":
+        img = npz["us"]
+        return img[None] if img.ndim == 2 else np.moveaxis(img, -1, 0)
+    if frames is None:
+        raise ValueError("CEUS input needs frame indices")
+    return npz["ceus"][frames]
+
+
+def load_cases(cache_dir: Path, case_ids: list[str], inputs: tuple[str, ...], target: str,
+               frames_file: Path | None, margins: dict[str, np.ndarray] | None) -> CaseArrays:
+    """Read the cached cases into normalised tensors (inputs concatenated in order)."""
+    frames = json.loads(frames_file.read_text()) if frames_file else {}
+    xs, ys, ms = [], [], []
+    for case in case_ids:
+        with np.load(cache_dir / f"{case}.npz") as npz:
+            chans = [_channels(npz, m, frames.get(case)) for m in inputs]
+            xs.append(np.concatenate(chans, 0).astype(np.float32) / 255.0)
+            ys.append(npz[f"{target}_mask"][None].astype(np.float32))
+        if margins is not None:
+            ms.append(np.asarray(margins[case], np.float32)[None])
+    x = (torch.from_numpy(np.stack(xs)) - MEAN) / STD
+    margin = torch.from_numpy(np.stack(ms)) if margins is not None else None
+    return CaseArrays(list(case_ids), x, torch.from_numpy(np.stack(ys)), margin)
+
+
+def load_margins(path: Path | None) -> dict[str, np.ndarray] | None:
+    """Margins npz → ``{case_id: array}`` (None when the loop has no margins)."""
+    if path is None:
+        return None
+    with np.load(path) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def _affine(n: int, aug: Augment, gen: torch.Generator) -> Tensor:
+    """One random crop/flip/rotation matrix per sample (normalised coordinates)."""
+    u = torch.rand(n, 5, generator=gen)
+    scale = aug.crop_scale + (1 - aug.crop_scale) * u[:, 0]
+    max_shift = 1 - scale
+    tx, ty = (2 * u[:, 1] - 1) * max_shift, (2 * u[:, 2] - 1) * max_shift
+    theta = (2 * u[:, 3] - 1) * math.radians(aug.rotate_deg)
+    flip = torch.where(u[:, 4] < aug.flip_p, -1.0, 1.0)
+    cos, sin = torch.cos(theta) * scale, torch.sin(theta) * scale
+    row0 = torch.stack([cos * flip, -sin, tx], 1)
+    row1 = torch.stack([sin * flip, cos, ty], 1)
+    return torch.stack([row0, row1], 1)
+
+
+def augment_batch(x: Tensor, y: Tensor, margin: Tensor | None, aug: Augment,
+                  gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Apply one draw per sample to image, mask and margin alike."""
+    mat = _affine(x.shape[0], aug, gen).to(x.device, x.dtype)
+    grid = F.affine_grid(mat, list(x.shape), align_corners=False)
+    black = -MEAN / STD  # pad the image with black, not mid-grey
+    parts = [x - black, y] + ([margin] if margin is not None else [])
+    sizes = [p.shape[1] for p in parts]
+    out = F.grid_sample(torch.cat(parts, 1), grid, mode="bilinear", padding_mode="zeros",
+                        align_corners=False)
+    chunks = list(torch.split(out, sizes, 1))
+    chunks[0] = chunks[0] + black
+    chunks[1] = (chunks[1] >= 0.5).to(y.dtype)
+    return chunks[0], chunks[1], (chunks[2] if margin is not None else None)

@@ -1,0 +1,88 @@
+"""Patient-grouped, seeded train/val/test splits persisted as ``splits.json``.
+
+No patient ever appears in two subsets. Patients are shuffled with the seed and assigned
+greedily so each subset's *case* count lands within one case of its target ratio.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["kfold_split", "make_split", "split_from_source", "write_splits"]
+
+SUBSETS = ("train", "val", "test")
+
+
+def _groups(manifest: pd.DataFrame) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = defaultdict(list)
+    for case, patient in zip(manifest["case_id"], manifest["patient_id"]):
+        groups[str(patient)].append(str(case))
+    return dict(sorted(groups.items()))
+
+
+def _assign(groups: dict[str, list[str]], targets: list[float], seed: int) -> list[list[str]]:
+    """Give each shuffled patient to the subset furthest below its target case count."""
+    rng = np.random.default_rng(seed)
+    patients = list(groups)
+    rng.shuffle(patients)
+    patients.sort(key=lambda p: -len(groups[p]))  # place multi-case patients first (stable)
+    bins: list[list[str]] = [[] for _ in targets]
+    for p in patients:
+        deficit = [t - len(b) for t, b in zip(targets, bins)]
+        bins[int(np.argmax(deficit))].extend(groups[p])
+    return [sorted(b) for b in bins]
+
+
+def make_split(manifest: pd.DataFrame, ratios: list[float], seed: int) -> dict[str, list[str]]:
+    """One grouped split with ``ratios`` (normalised) of the cases."""
+    groups = _groups(manifest)
+    n = sum(len(c) for c in groups.values())
+    r = np.asarray(ratios, float) / float(np.sum(ratios))
+    train, val, test = _assign(groups, list(r * n), seed)
+    return {"train": train, "val": val, "test": test}
+
+
+def kfold_split(manifest: pd.DataFrame, k: int, seed: int) -> list[dict[str, list[str]]]:
+    """k grouped folds; fold i tests on part i, validates on part i+1, trains on the rest."""
+    groups = _groups(manifest)
+    n = sum(len(c) for c in groups.values())
+    parts = _assign(groups, [n / k] * k, seed)
+    folds = []
+    for i in range(k):
+        val_i = (i + 1) % k
+        train = sorted(c for j, p in enumerate(parts) if j not in (i, val_i) for c in p)
+        folds.append({"train": train, "val": parts[val_i], "test": parts[i]})
+    return folds
+
+
+def split_from_source(manifest: pd.DataFrame, val_ratio: float, seed: int) -> dict[str, list[str]]:
+    """Keep the dataset's own train/test folders; draw val from train by patient."""
+    src = manifest["source_split"].fillna("").astype(str)
+    if not set(src) <= {"train", "test"} or "test" not in set(src):
+        raise ValueError("split.use_source_split needs every case's source_split in {train, test}")
+    train_part = manifest[src == "train"]
+    inner = make_split(train_part, [1 - val_ratio, val_ratio, 0.0], seed)
+    return {"train": inner["train"], "val": inner["val"],
+            "test": sorted(manifest.loc[src == "test", "case_id"].astype(str))}
+
+
+def write_splits(manifest: pd.DataFrame, out: Path, ratios: list[float], seed: int,
+                 folds: int = 1, use_source_split: bool = False) -> dict:
+    """Compute the split(s) and write ``splits.json``; returns what was written."""
+    if use_source_split:
+        r = np.asarray(ratios, float)
+        chosen = [split_from_source(manifest, float(r[1] / (r[0] + r[1])), seed)]
+    elif folds > 1:
+        chosen = kfold_split(manifest, folds, seed)
+    else:
+        chosen = [make_split(manifest, ratios, seed)]
+    payload = {"seed": seed, "ratios": list(ratios), "use_source_split": use_source_split,
+               "folds": chosen}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1))
+    return payload

@@ -1,0 +1,252 @@
+"""Experiments: table rows resolve to specs; specs name training nodes; names parse back.
+
+An *experiment* (one table cell group) is a frozen :class:`Spec`. A *node* is one trained
+branch: (run, modality, loop). The node's run name keeps only what can change that
+branch's training, so identical training is shared between tables: loop 0 of every
+experiment of a method is the single-modality baseline; a ``self`` loop depends only on its
+own branch's MMG setting; ``cross`` (IMAN) loops depend on both branches.
+
+Name grammar (one builder, one parser), fields joined by ``__``::
+
+    {method}.{variant}__{injection}__{frames}__{routing}__us{k}{filter}__ceus{k}{filter}__L{loops}__seed{seed}
+
+with ``-`` for a field that does not apply, and no ``L`` field in run names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from iman.models import get_entry
+
+__all__ = [
+    "MODALITIES",
+    "Node",
+    "Spec",
+    "branch_modalities",
+    "experiment_name",
+    "experiment_nodes",
+    "margin_source",
+    "node_for",
+    "parent_node",
+    "parse_name",
+    "run_name",
+    "selected_loops",
+    "source_modality",
+    "table_specs",
+]
+
+MODALITIES = ("us", "ceus")
+ROUTINGS = ("none", "self", "cross")
+_INJ = {"gate_skips": "gate", "input_channel": "chan"}
+_FILTERS = ("none", "mean", "gaussian")
+_STRATEGIES = {"middle": "mid", "keyframes": "key"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One experiment (or, with ``loops=None``, one run's training identity)."""
+
+    method: str
+    variant: str
+    injection: str = "gate_skips"
+    T: int | None = 5
+    step: int | None = 3
+    strategy: str | None = "middle"
+    routing: str = "none"
+    mmg_us: tuple[int, str] | None = None
+    mmg_ceus: tuple[int, str] | None = None
+    loops: int | None = 0
+    seed: int = 0
+
+    def mmg(self, modality: str) -> tuple[int, str] | None:
+        """MMG setting of the margins fed to ``modality``'s branch."""
+        return self.mmg_us if modality == "us" else self.mmg_ceus
+
+
+@dataclass(frozen=True)
+class Node:
+    """One trained branch: the run's name, the modality it predicts and the loop."""
+
+    run: str
+    modality: str
+    loop: int
+
+
+def _mmg_field(prefix: str, setting: tuple[int, str] | None) -> str:
+    return "-" if setting is None else f"{prefix}{setting[0]}{setting[1]}"
+
+
+def _frames_field(spec: Spec) -> str:
+    if spec.T is None:
+        return "-"
+    return f"T{spec.T}s{spec.step}{_STRATEGIES[spec.strategy or 'middle']}"
+
+
+def experiment_name(spec: Spec) -> str:
+    """Readable, deterministic name; ``loops=None`` gives a run name (no ``L`` field)."""
+    fields = [f"{spec.method}.{spec.variant}", _INJ[spec.injection], _frames_field(spec),
+              spec.routing, _mmg_field("us", spec.mmg_us), _mmg_field("ceus", spec.mmg_ceus)]
+    if spec.loops is not None:
+        fields.append(f"L{spec.loops}")
+    fields.append(f"seed{spec.seed}")
+    return "__".join(fields)
+
+
+run_name = experiment_name
+
+_MMG_RE = re.compile(r"^(us|ceus)(\d+)(none|mean|gaussian)$")
+_FRAMES_RE = re.compile(r"^T(\d+)s(\d+)(mid|key)$")
+
+
+def parse_name(name: str) -> Spec:
+    """Inverse of :func:`experiment_name` (experiment or run names)."""
+    parts = name.split("__")
+    if len(parts) not in (7, 8):
+        raise ValueError(f"not an experiment or run name: {name!r}")
+    method, _, variant = parts[0].partition(".")
+    inj = {v: k for k, v in _INJ.items()}[parts[1]]
+    T = step = strategy = None
+    if parts[2] != "-":
+        m = _FRAMES_RE.match(parts[2])
+        if not m:
+            raise ValueError(f"bad frames field {parts[2]!r} in {name!r}")
+        T, step = int(m[1]), int(m[2])
+        strategy = {v: k for k, v in _STRATEGIES.items()}[m[3]]
+    mmg = {}
+    for field in parts[4:6]:
+        if field != "-":
+            m = _MMG_RE.match(field)
+            if not m:
+                raise ValueError(f"bad MMG field {field!r} in {name!r}")
+            mmg[m[1]] = (int(m[2]), m[3])
+    loops = int(parts[6][1:]) if len(parts) == 8 else None
+    return Spec(method, variant, inj, T, step, strategy, parts[3], mmg.get("us"),
+                mmg.get("ceus"), loops, int(parts[-1].removeprefix("seed")))
+
+
+def source_modality(spec: Spec, modality: str) -> str:
+    """Which branch's predictions make the margins ``modality`` receives."""
+    if spec.routing == "cross":
+        return "ceus" if modality == "us" else "us"
+    return modality
+
+
+def _consumes_ceus(spec: Spec, modality: str, loop: int) -> bool:
+    if modality == "ceus" or "ceus" in get_entry(spec.method).consumed(modality):
+        return True
+    return spec.routing == "cross" and loop >= 1
+
+
+def node_for(spec: Spec, modality: str, loop: int) -> Node:
+    """The canonical training node of ``spec``'s ``modality`` branch at ``loop``."""
+    keep_frames = _consumes_ceus(spec, modality, loop)
+    canon = replace(spec, loops=None)
+    if not keep_frames:
+        canon = replace(canon, T=None, step=None, strategy=None)
+    if loop == 0:
+        canon = replace(canon, routing="none", mmg_us=None, mmg_ceus=None)
+    elif spec.routing == "self":
+        canon = replace(canon, mmg_us=spec.mmg_us if modality == "us" else None,
+                        mmg_ceus=spec.mmg_ceus if modality == "ceus" else None)
+    return Node(run_name(canon), modality, loop)
+
+
+def parent_node(node: Node) -> Node:
+    """The node whose best weights warm-start ``node`` (same branch, previous loop)."""
+    return node_for(parse_name(node.run), node.modality, node.loop - 1)
+
+
+def margin_source(node: Node) -> tuple[Node, tuple[int, str]]:
+    """The node whose predictions give ``node``'s margins, and the MMG setting to apply."""
+    spec = parse_name(node.run)
+    setting = spec.mmg(node.modality)
+    if setting is None:
+        raise ValueError(f"{node.run}: no MMG setting for {node.modality}")
+    src = source_modality(spec, node.modality)
+    return node_for(spec, src, node.loop - 1), setting
+
+
+def branch_modalities(spec: Spec) -> tuple[str, ...]:
+    """Modalities an experiment reports (its branches)."""
+    if spec.routing == "none":
+        return get_entry(spec.method).modalities
+    return tuple(m for m in MODALITIES if spec.mmg(m) is not None)
+
+
+def selected_loops(spec: Spec) -> list[int]:
+    """Loops among which the reported one is chosen (best validation DSC)."""
+    return [0] if not spec.loops else list(range(1, spec.loops + 1))
+
+
+def experiment_nodes(spec: Spec) -> list[Node]:
+    """Nodes an experiment reports from (each branch, each selectable loop), in order."""
+    return [node_for(spec, m, loop) for m in branch_modalities(spec)
+            for loop in selected_loops(spec)]
+
+
+# ---- tables ------------------------------------------------------------------------------
+
+
+def _setting(d: dict[str, Any]) -> tuple[int, str]:
+    return (int(d["kernel"]), str(d["filter"]))
+
+
+def _base(cfg: dict[str, Any], method: str, seed: int, T: int | None = None) -> Spec:
+    variants = cfg["model"]["variants"]
+    fr = cfg["frames"]
+    return Spec(method, variants.get(method, variants.get("default", "paper")),
+                cfg["model"]["injection"], T or fr["T"], fr["step"], fr["strategy"],
+                seed=seed)
+
+
+def _ablation_rows(cfg: dict[str, Any], backbone: str, seed: int) -> list[tuple[dict, Spec]]:
+    base = _base(cfg, backbone, seed)
+    us, ceus, L = _setting(cfg["mmg"]["us"]), _setting(cfg["mmg"]["ceus"]), cfg["iman"]["loops"]
+    mmg = replace(base, routing="self", mmg_us=us, mmg_ceus=ceus)
+    return [
+        ({"mmg": 0, "itp": 0, "modal_fusion": 0}, base),
+        ({"mmg": 1, "itp": 0, "modal_fusion": 0}, replace(mmg, loops=1)),
+        ({"mmg": 1, "itp": 1, "modal_fusion": 0}, replace(mmg, loops=L)),
+        ({"mmg": 1, "itp": 1, "modal_fusion": 1}, replace(mmg, routing="cross", loops=L)),
+    ]
+
+
+def table_specs(cfg: dict[str, Any], table: str) -> list[tuple[dict[str, Any], list[Spec]]]:
+    """Rows of ``table`` (``table1`` … ``table5``): (row labels, one spec per seed)."""
+    seeds = cfg["seeds"]
+    rows: list[tuple[dict[str, Any], list[Spec]]] = []
+    t = cfg["tables"]
+    if table == "table1":
+        for method in t["table1"]["methods"]:
+            rows.append(({"method": method}, [_base(cfg, method, s) for s in seeds]))
+        iman = cfg["iman"]["backbone"]
+        rows.append(({"method": "iman"},
+                     [_ablation_rows(cfg, iman, s)[3][1] for s in seeds]))
+    elif table == "table2":
+        per_seed = [_ablation_rows(cfg, cfg["iman"]["backbone"], s) for s in seeds]
+        for i, (labels, _) in enumerate(per_seed[0]):
+            rows.append((labels, [ps[i][1] for ps in per_seed]))
+    elif table == "table3":
+        for T in t["table3"]["frames"]:
+            rows.append(({"frames": T},
+                         [_base(cfg, cfg["iman"]["backbone"], s, T) for s in seeds]))
+    elif table == "table4":
+        rows.append(({"kernel": "none", "filter": "none"},
+                     [_base(cfg, cfg["iman"]["backbone"], s) for s in seeds]))
+        for k in t["table4"]["kernels"]:
+            for f in t["table4"]["filters"]:
+                us = None if k in t["table4"]["ceus_only_kernels"] else (k, f)
+                specs = [replace(_base(cfg, cfg["iman"]["backbone"], s), routing="self",
+                                 mmg_us=us, mmg_ceus=(k, f), loops=1) for s in seeds]
+                rows.append(({"kernel": k, "filter": f}, specs))
+    elif table == "table5":
+        for backbone in t["table5"]["backbones"]:
+            per_seed = [_ablation_rows(cfg, backbone, s) for s in seeds]
+            for i, (labels, _) in enumerate(per_seed[0]):
+                rows.append(({"backbone": backbone, **labels}, [ps[i][1] for ps in per_seed]))
+    else:
+        raise ValueError(f"unknown table {table!r}")
+    return rows

@@ -1,0 +1,297 @@
+"""One trainer for every method, loop and modality; variants come from config.
+
+The loop is a short sequence of named hooks (``_train_epoch``, ``_validate``, ``_checkpoint``,
+``_should_stop``) around AdamW with cosine annealing from ``lr`` to ``min_lr``. A resumable
+checkpoint (model, optimizers, RNG states, history, early-stopping state) is written after
+every epoch: a job killed at any point and started again continues from the last completed
+epoch and ends with the same result as an uninterrupted run (CPU, fixed seed). SIGTERM is
+caught: the trainer stops at the next batch boundary and exits with code 143 so the
+scheduler (Snakemake ``retries``) resubmits it. The test split is never used here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from iman.data.dataset import Augment, CaseArrays, augment_batch
+from iman.losses import SegLoss, dice_loss
+from iman.models import build_model
+
+__all__ = ["Preempted", "TrainConfig", "Trainer", "build_from_checkpoint", "predict_probs",
+           "seed_everything"]
+
+
+class Preempted(SystemExit):
+    """Raised after SIGTERM once the resumable state is on disk (exit code 143)."""
+
+    def __init__(self) -> None:
+        super().__init__(143)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines one training run of one branch and loop."""
+
+    model: str
+    variant: str
+    in_channels: dict[str, int]
+    img_size: int
+    injection: str = "gate_skips"
+    weights: str | None = None
+    max_epochs: int = 300
+    min_epochs: int = 1
+    batch_size: int = 16
+    lr: float = 1e-4
+    min_lr: float = 5e-5
+    weight_decay: float = 5e-4
+    patience: int = 50
+    converge_eps: float = 1e-5
+    converge_window: int = 3
+    bce_weight: float = 0.0
+    augment: dict[str, float] = field(default_factory=dict)
+    seed: int = 0
+    amp: bool = True
+    threads: int = 1
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_from_checkpoint(path: Path, device: str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild a model from a checkpoint that records how it was made."""
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    cfg = ckpt["config"]
+    model = build_model(cfg["model"], cfg["in_channels"], cfg["img_size"], cfg["variant"],
+                        cfg["injection"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt
+
+
+def _logits(out: Tensor | dict[str, Tensor]) -> Tensor:
+    return out["logits"] if isinstance(out, dict) else out
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, data: CaseArrays, device: str, batch_size: int = 16,
+                  amp: bool = False) -> np.ndarray:
+    """Sigmoid probabilities ``(N, S, S)`` for every case in ``data``."""
+    model.eval()
+    probs = []
+    for i in range(0, len(data.case_ids), batch_size):
+        x = data.x[i:i + batch_size].to(device)
+        m = data.margin[i:i + batch_size].to(device) if data.margin is not None else None
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device == "cuda"):
+            out = _logits(model(x, m))
+        probs.append(torch.sigmoid(out.float())[:, 0].cpu().numpy())
+    return np.concatenate(probs, 0)
+
+
+class Trainer:
+    """Train one branch on in-memory data; writes best/last/resume checkpoints + history."""
+
+    def __init__(self, cfg: TrainConfig, train: CaseArrays, val: CaseArrays, out_dir: Path,
+                 init_weights: Path | None = None, device: str | None = None) -> None:
+        self.cfg, self.train_data, self.val_data, self.out = cfg, train, val, Path(out_dir)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        torch.set_num_threads(max(1, cfg.threads))
+        seed_everything(cfg.seed)
+        if self.device == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.model = build_model(cfg.model, cfg.in_channels, cfg.img_size, cfg.variant,
+                                 cfg.injection, cfg.weights).to(self.device)
+        if init_weights is not None:
+            state = torch.load(init_weights, map_location=self.device, weights_only=False)
+            self.model.load_state_dict(state["model"])
+        adversary = getattr(self.model, "adversary", None)
+        adv_ids = {id(p) for p in adversary.parameters()} if adversary is not None else set()
+        gen_params = [p for p in self.model.parameters() if id(p) not in adv_ids]
+        self.opt = torch.optim.AdamW(gen_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.adv_opt = (torch.optim.AdamW(adversary.parameters(), lr=cfg.lr,
+                                          weight_decay=cfg.weight_decay)
+                        if adversary is not None else None)
+        self.base_loss = SegLoss(cfg.bce_weight)
+        self.aug = Augment(**cfg.augment)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.history: list[dict[str, float]] = []
+        self.best_val = math.inf
+        self.bad_epochs = 0
+        self._stop_requested = False
+
+    # ---- hooks -------------------------------------------------------------------------
+    def lr_at(self, epoch: int) -> float:
+        """Cosine annealing from ``lr`` to ``min_lr`` over ``max_epochs`` (per epoch)."""
+        c = self.cfg
+        t = min(epoch, c.max_epochs) / max(1, c.max_epochs)
+        return c.min_lr + 0.5 * (c.lr - c.min_lr) * (1 + math.cos(math.pi * t))
+
+    def _loss(self, out: Tensor | dict[str, Tensor], y: Tensor) -> Tensor:
+        if hasattr(self.model, "loss"):
+            return self.model.loss(out, y, self.base_loss)
+        return self.base_loss(_logits(out), y)
+
+    def _train_epoch(self, epoch: int) -> float:
+        self.model.train()
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(epoch)
+        data, n, total = self.train_data, len(self.train_data.case_ids), 0.0
+        order = torch.randperm(n, generator=self.gen)
+        for i in range(0, n, self.cfg.batch_size):
+            idx = order[i:i + self.cfg.batch_size]
+            m = data.margin[idx] if data.margin is not None else None
+            x, y, m = augment_batch(data.x[idx], data.y[idx], m, self.aug, self.gen)
+            x, y = x.to(self.device), y.to(self.device)
+            m = m.to(self.device) if m is not None else None
+            with torch.autocast("cuda", dtype=torch.bfloat16,
+                                enabled=self.cfg.amp and self.device == "cuda"):
+                out = self.model(x, m)
+                loss = self._loss(out, y)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            if self.adv_opt is not None:
+                self.adv_opt.zero_grad(set_to_none=True)
+                self.model.adversary_loss(out, y).backward()
+                self.adv_opt.step()
+            total += float(loss) * len(idx)
+            if self._stop_requested:
+                raise Preempted()
+        return total / n
+
+    def _validate(self) -> tuple[float, float]:
+        probs = predict_probs(self.model, self.val_data, self.device, self.cfg.batch_size,
+                              self.cfg.amp)
+        p = torch.from_numpy(probs)[:, None]
+        y = self.val_data.y
+        logits = torch.logit(p.clamp(1e-6, 1 - 1e-6))
+        val_loss = float(dice_loss(logits, y))
+        hard = (p >= 0.5).float()
+        inter = (hard * y).flatten(1).sum(1)
+        denom = hard.flatten(1).sum(1) + y.flatten(1).sum(1)
+        dsc = torch.where(denom > 0, 2 * inter / denom.clamp(min=1), torch.ones_like(denom))
+        return val_loss, float(dsc.mean())
+
+    def _should_stop(self, epoch: int) -> str | None:
+        c = self.cfg
+        if epoch + 1 >= c.max_epochs:
+            return "max_epochs"
+        if epoch + 1 < c.min_epochs:
+            return None
+        if self.bad_epochs >= c.patience:
+            return "patience"
+        losses = [h["val_loss"] for h in self.history]
+        if c.converge_eps > 0 and len(losses) > c.converge_window:
+            deltas = np.abs(np.diff(losses[-(c.converge_window + 1):]))
+            if np.all(deltas < c.converge_eps):
+                return "converged"
+        return None
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "config": asdict(self.cfg), "model": self.model.state_dict(),
+            "seed": self.cfg.seed, "epoch": len(self.history), "meta": self.cfg.meta,
+        }
+
+    def _checkpoint(self, improved: bool, stop: str | None) -> None:
+        state = self._state()
+        if improved:
+            _atomic_save(state, self.out / "best.pt")
+        _atomic_save(state, self.out / "last.pt")
+        resume = {
+            **state, "opt": self.opt.state_dict(),
+            "adv_opt": self.adv_opt.state_dict() if self.adv_opt else None,
+            "history": self.history, "best_val": self.best_val, "bad_epochs": self.bad_epochs,
+            "stopped": stop, "rng": _rng_state(self.gen),
+        }
+        _atomic_save(resume, self.out / "resume.pt")
+        pd.DataFrame(self.history).to_csv(self.out / "history.csv", index=False)
+
+    def _resume(self) -> str | None:
+        path = self.out / "resume.pt"
+        if not path.exists():
+            return None
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if state["config"] != asdict(self.cfg):
+            return None  # a different run wrote it: start afresh
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        if self.adv_opt is not None and state["adv_opt"]:
+            self.adv_opt.load_state_dict(state["adv_opt"])
+        self.history, self.best_val = state["history"], state["best_val"]
+        self.bad_epochs = state["bad_epochs"]
+        _set_rng_state(self.gen, state["rng"])
+        return state["stopped"] or "resumed"
+
+    # ---- main loop ---------------------------------------------------------------------
+    def fit(self, progress: bool = True) -> dict[str, Any]:
+        """Train until a stop rule fires; returns a summary (epochs, stop reason, best)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            resumed = self._resume()
+            stop = resumed if resumed not in (None, "resumed") else None
+            bar = tqdm(total=self.cfg.max_epochs, initial=len(self.history), disable=not progress,
+                       file=sys.stderr, desc=self.out.name, mininterval=5)
+            while stop is None:
+                epoch, t0 = len(self.history), time.perf_counter()
+                train_loss = self._train_epoch(epoch)
+                val_loss, val_dice = self._validate()
+                improved = val_loss < self.best_val
+                self.best_val = min(self.best_val, val_loss)
+                self.bad_epochs = 0 if improved else self.bad_epochs + 1
+                self.history.append({"epoch": epoch, "train_loss": train_loss,
+                                     "val_loss": val_loss, "val_dice": val_dice,
+                                     "lr": self.lr_at(epoch),
+                                     "seconds": time.perf_counter() - t0})
+                stop = self._should_stop(epoch)
+                self._checkpoint(improved, stop)
+                bar.update(1)
+                bar.set_postfix(val_dice=f"{val_dice:.3f}")
+            bar.close()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        best = min(self.history, key=lambda h: h["val_loss"])
+        summary = {"epochs": len(self.history), "stop": stop, "best_epoch": best["epoch"],
+                   "best_val_loss": best["val_loss"], "best_val_dice": best["val_dice"],
+                   "device": self.device}
+        (self.out / "train_summary.json").write_text(json.dumps(summary, indent=1))
+        return summary
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        self._stop_requested = True
+
+
+def _rng_state(gen: torch.Generator) -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "gen": gen.get_state(),
+            "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    gen.set_state(state["gen"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)

@@ -1,0 +1,32 @@
+# Evaluation: per-case metrics per node, then one summary per experiment.
+
+
+rule evaluate:
+    input:
+        pred=NODE_DIR + "/pred.npz",
+        manifest=f"{R}/data/manifest.csv",
+        splits=f"{R}/data/splits.json",
+    output:
+        NODE_DIR + "/metrics.csv",
+    params:
+        fold=config["split"]["fold"],
+    log:
+        R + "/logs/evaluate/{run}/{modality}/loop{loop}.log",
+    localrule: True
+    script:
+        "../scripts/evaluate.py"
+
+
+rule summarize:
+    input:
+        get_summary_inputs,
+    output:
+        summary=f"{R}/experiments/{{exp}}/summary.json",
+        per_case=f"{R}/experiments/{{exp}}/per_case.csv",
+    params:
+        nodes=get_summary_nodes,
+    log:
+        f"{R}/logs/summarize/{{exp}}.log",
+    localrule: True
+    script:
+        "../scripts/summarize.py"

@@ -1,0 +1,6 @@
+# Figures: cheap rules made from saved predictions, histories and tables.
+
+
+rule figures:
+    input:
+        [],
