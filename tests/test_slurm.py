@@ -1,0 +1,205 @@
+"""Workflow execution on a real local SLURM cluster (slurmctld + slurmd, fake GPUs).
+
+The module fixture brings the cluster up with ``scripts/slurm-local.sh`` (needs root and apt)
+and stops only the daemons it started. If SLURM cannot be brought up the tests FAIL with the
+reason; set ``IMAN_SKIP_SLURM=1`` to skip them explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+__all__: list[str] = []
+
+pytestmark = pytest.mark.slurm
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "slurm-local.sh"
+MINI = REPO / "tests" / "slurm_mini" / "Snakefile"
+CI_PROFILE = REPO / "profiles" / "slurm-ci"
+NODE = "localhost"
+LOG_NAME = re.compile(r"^(\d+)(_\d+)?\.log$")  # <jobid>.log, or <arrayid>_<task>.log
+
+
+def _node_ready() -> bool:
+    """True when a SLURM controller answers and the node accepts jobs."""
+    if shutil.which("sinfo") is None:
+        return False
+    try:
+        out = subprocess.run(
+            ["sinfo", "-h", "-n", NODE, "-o", "%t"],
+            capture_output=True, text=True, timeout=15, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    state = out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
+    return out.returncode == 0 and re.fullmatch(r"(idle|mix|alloc|comp)[a-z]*", state) is not None
+
+
+def _script(action: str, state: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``slurm-local.sh <action>`` with STATE=<state>."""
+    env = {**os.environ, "STATE": str(state)}
+    return subprocess.run(
+        ["bash", str(SCRIPT), action],
+        env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster() -> Iterator[Path | None]:
+    """A usable local SLURM cluster; yields the STATE dir, or None if it was already up."""
+    if os.environ.get("IMAN_SKIP_SLURM") == "1":
+        pytest.skip("IMAN_SKIP_SLURM=1: SLURM tests skipped on request")
+    if _node_ready():
+        print(f"\n[slurm] using the cluster that was already up (node {NODE})")
+        yield None  # not ours: leave it running
+        return
+    if os.geteuid() != 0:
+        pytest.fail(
+            "cannot bring up SLURM: scripts/slurm-local.sh needs root "
+            "(set IMAN_SKIP_SLURM=1 to skip these tests explicitly)"
+        )
+    # not under pytest's 0700 tmp dirs: slurmctld runs as user slurm and writes logs here
+    state = Path(tempfile.mkdtemp(prefix="iman-slurm-"))
+    state.chmod(0o755)
+    t0 = time.monotonic()
+    try:
+        up = _script("up", state, timeout=900)
+    except subprocess.TimeoutExpired as err:
+        _script("down", state, timeout=120)
+        pytest.fail(f"cannot bring up SLURM: `slurm-local.sh up` timed out: {err}")
+    if up.returncode != 0:
+        down = _script("down", state, timeout=120)
+        pytest.fail(
+            f"cannot bring up SLURM (exit {up.returncode}):\n{up.stderr[-3000:]}\n"
+            f"{down.stderr[-1000:]}\n(set IMAN_SKIP_SLURM=1 to skip these tests explicitly)"
+        )
+    print(f"\n[slurm] bring-up: {time.monotonic() - t0:.1f} s")
+    try:
+        yield state
+    finally:
+        down = _script("down", state, timeout=120)
+        assert down.returncode == 0, down.stderr
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _snakemake(args: list[str], cwd: Path, timeout: float) -> tuple[int, str, float]:
+    """Run snakemake in its own process group; kill the whole group on timeout."""
+    cmd = [sys.executable, "-m", "snakemake", *args]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"snakemake timed out after {timeout:.0f} s:\n{out[-6000:]}")
+    return proc.returncode, out, time.monotonic() - t0
+
+
+def _squeue_states(job_ids: list[str]) -> dict[str, str]:
+    """Job id -> state, as the controller knows it (finished jobs stay for MinJobAge)."""
+    out = subprocess.run(
+        ["squeue", "--states=all", "-h", "-o", "%i|%T", "-j", ",".join(job_ids)],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout
+    return dict(line.split("|", 1) for line in out.split())
+
+
+def _log_job_ids(logdir: Path) -> dict[str, list[str]]:
+    """Rule name -> SLURM job ids from ``.snakemake/slurm_logs/rule_<rule>/**/<jobid>.log``."""
+    ids: dict[str, list[str]] = {}
+    for log in sorted(logdir.rglob("*.log")):
+        m = LOG_NAME.match(log.name)
+        assert m, f"slurm log not named by a job id: {log}"
+        rule = log.relative_to(logdir).parts[0].removeprefix("rule_")
+        ids.setdefault(rule, []).append(m.group(1))
+    return ids
+
+
+def test_mini_workflow_on_slurm(slurm_cluster: Path | None, tmp_path: Path) -> None:
+    """Two GPU jobs (gpu from the slurm-ci profile) and one CPU job run as real SLURM jobs."""
+    rc, out, wall = _snakemake(
+        ["-s", str(MINI), "--workflow-profile", str(CI_PROFILE), "--directory", str(tmp_path)],
+        cwd=tmp_path, timeout=600,
+    )
+    print(f"\n[slurm] mini workflow (3 jobs, 2 waves): {wall:.1f} s")
+    assert rc == 0, out[-6000:]
+
+    rows = {}
+    for line in (tmp_path / "results" / "summary.tsv").read_text().splitlines():
+        name, fields = line.split("\t")
+        rows[name] = dict(f.split("=", 1) for f in fields.split())
+    assert set(rows) == {"results/train/a.txt", "results/train/b.txt", "tables"}
+
+    job_ids = [r["job"] for r in rows.values()]
+    assert all(j.isdigit() for j in job_ids), rows
+    assert len(set(job_ids)) == 3, "each rule instance must be its own SLURM job"
+    states = _squeue_states(job_ids)
+    assert {j: states.get(j) for j in job_ids} == dict.fromkeys(job_ids, "COMPLETED")
+
+    # gpu: 1 from the profile -> --gpus=1 -> SLURM binds one (fake) GPU per job
+    train_gpus = [rows[f"results/train/{s}.txt"]["cuda"] for s in "ab"]
+    assert all(g.isdigit() for g in train_gpus), train_gpus
+    assert rows["tables"]["cuda"] == "unset", "a CPU job must not get a GPU"
+
+    # slurm-keep-successful-logs: one log per job, named by its job id
+    logs = _log_job_ids(tmp_path / ".snakemake" / "slurm_logs")
+    assert sorted(logs.get("train", [])) == sorted(rows[f"results/train/{s}.txt"]["job"]
+                                                   for s in "ab")
+    assert logs.get("tables") == [rows["tables"]["job"]]
+
+
+def _copy_repo(dest: Path) -> None:
+    """Copy the working tree (tracked + untracked, not ignored) to ``dest``."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+
+
+def test_smoke_workflow_on_slurm(slurm_cluster: Path | None, tmp_path: Path) -> None:
+    """`snakemake --workflow-profile profiles/slurm-ci --configfile config/smoke.yaml tables`."""
+    assert (REPO / "config" / "smoke.yaml").is_file(), (
+        "config/smoke.yaml does not exist yet: the smoke workflow has not landed"
+    )
+    work = tmp_path / "repo"
+    _copy_repo(work)
+    timeout = float(os.environ.get("IMAN_SLURM_SMOKE_TIMEOUT", "3000"))
+    rc, out, wall = _snakemake(
+        ["--workflow-profile", "profiles/slurm-ci", "--configfile", "config/smoke.yaml",
+         "tables"],
+        cwd=work, timeout=timeout,
+    )
+    print(f"\n[slurm] smoke workflow `tables`: {wall:.1f} s")
+    assert rc == 0, out[-8000:]
+
+    for n in range(1, 6):
+        assert (work / "results" / "tables" / f"table{n}.csv").is_file(), f"table{n}.csv"
+
+    logs = _log_job_ids(work / ".snakemake" / "slurm_logs")
+    assert "train" in logs, f"no training job ran on SLURM: {sorted(logs)}"
+    train_log = next((work / ".snakemake" / "slurm_logs" / "rule_train").rglob("*.log"))
+    assert "gpu=1" in train_log.read_text(), "the slurm-ci profile must give train gpu=1"
+    # the newest job is still known to the controller (MinJobAge=300) and completed
+    newest = max((j for ids in logs.values() for j in ids), key=int)
+    assert _squeue_states([newest]).get(newest) == "COMPLETED"
