@@ -1,0 +1,122 @@
+"""Compute cost of the training jobs, from Snakemake benchmark files and training histories.
+
+Inputs (see docs/contracts.md):
+
+* ``results/benchmarks/train/{run}/{modality}/loop{loop}.tsv``: Snakemake ``benchmark:`` TSV,
+  header ``s  h:m:s  max_rss  max_vms  max_uss  max_pss  io_in  io_out  mean_load  cpu_time``
+  (memory in MB, ``NA`` when the job ended before the first sample; one row per repeat).
+* ``results/runs/{run}/{modality}/loop{loop}/history.csv``: ``epoch,train_loss,val_loss,
+  val_dice,lr,seconds``, and optionally ``device.txt`` beside it (``cpu`` or ``cuda:<name>``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["COLUMNS", "collect_costs", "node_key", "write_cost_table"]
+
+#: columns of the table returned by :func:`collect_costs`
+COLUMNS = ["run", "modality", "loop", "wall_seconds", "max_rss_mb", "device", "epochs",
+           "train_seconds"]
+
+Key = tuple[str, str, int]
+
+
+def node_key(path: Path) -> Key:
+    """(run, modality, loop) of a benchmark TSV or a history CSV path.
+
+    Benchmarks: ``.../benchmarks/train/{run}/{modality}/loop{l}.tsv``; histories:
+    ``.../runs/{run}/{modality}/loop{l}/history.csv``. A run name may contain ``/``.
+    """
+    parts = list(Path(path).parts)
+    if parts[-1] == "history.csv":
+        anchor: tuple[str, ...] = ("runs",)
+        parts = parts[:-1]
+    else:
+        anchor = ("benchmarks", "train")
+        parts[-1] = Path(parts[-1]).stem
+    loop_part, modality = parts[-1], parts[-2] if len(parts) > 1 else ""
+    if not loop_part.startswith("loop") or not loop_part[4:].isdigit():
+        raise ValueError(f"no loop<N> in {path}")
+    n = len(anchor)
+    # the anchor nearest to the end that still leaves >= 1 run component before modality
+    for end in range(len(parts) - 4, n - 2, -1):
+        if tuple(parts[end - n + 1 : end + 1]) == anchor:
+            return "/".join(parts[end + 1 : -2]), modality, int(loop_part[4:])
+    raise ValueError(f"no '{'/'.join(anchor)}/<run>/<modality>/loop<N>' in {path}")
+
+
+def _read_benchmark(path: Path) -> tuple[float, float]:
+    """(wall seconds summed over repeats, max RSS in MB or NaN) of one benchmark TSV."""
+    bench = pd.read_csv(path, sep="\t", na_values=["NA", "-"])
+    missing = {"s", "max_rss"} - set(bench.columns)
+    if missing:
+        raise ValueError(f"{path}: not a Snakemake benchmark file (missing {sorted(missing)})")
+    if bench.empty:
+        raise ValueError(f"{path}: benchmark file has no rows")
+    rss = pd.to_numeric(bench["max_rss"], errors="coerce").max()
+    return float(bench["s"].sum()), float(rss)
+
+
+def _read_history(path: Path) -> tuple[int, float, str]:
+    """(epochs run, summed epoch seconds, device) of one training history."""
+    hist = pd.read_csv(path)
+    missing = {"epoch", "seconds"} - set(hist.columns)
+    if missing:
+        raise ValueError(f"{path}: not a training history (missing {sorted(missing)})")
+    # a resumed job may repeat the epoch it was interrupted in: count each epoch once
+    hist = hist.drop_duplicates("epoch", keep="last")
+    device_file = path.with_name("device.txt")
+    device = device_file.read_text().strip() if device_file.is_file() else "unknown"
+    return len(hist), float(hist["seconds"].sum()), device or "unknown"
+
+
+def collect_costs(benchmark_files: list[Path], histories: list[Path]) -> pd.DataFrame:
+    """One row per (run, modality, loop): wall seconds, max RSS MB, device, epochs run.
+
+    A node with a benchmark but no history (or the reverse) keeps NA in the missing columns;
+    ``train_seconds`` is the sum of the history's per-epoch ``seconds``.
+    """
+    rows: dict[Key, dict[str, object]] = {}
+
+    def row(key: Key) -> dict[str, object]:
+        return rows.setdefault(key, {
+            "run": key[0], "modality": key[1], "loop": key[2], "wall_seconds": float("nan"),
+            "max_rss_mb": float("nan"), "device": "unknown", "epochs": pd.NA,
+            "train_seconds": float("nan"),
+        })
+
+    for bench in benchmark_files:
+        key = node_key(Path(bench))
+        if key in rows and not pd.isna(rows[key]["wall_seconds"]):
+            raise ValueError(f"two benchmark files for {key}")
+        wall, rss = _read_benchmark(Path(bench))
+        row(key).update(wall_seconds=wall, max_rss_mb=rss)
+    for hist in histories:
+        key = node_key(Path(hist))
+        if key in rows and not pd.isna(rows[key]["epochs"]):
+            raise ValueError(f"two histories for {key}")
+        epochs, seconds, device = _read_history(Path(hist))
+        row(key).update(epochs=epochs, train_seconds=seconds, device=device)
+
+    df = pd.DataFrame([rows[k] for k in sorted(rows)], columns=COLUMNS)
+    return df.astype({"loop": "Int64", "epochs": "Int64", "wall_seconds": "float64",
+                      "max_rss_mb": "float64", "train_seconds": "float64"})
+
+
+def write_cost_table(df: pd.DataFrame, out_csv: Path) -> float:
+    """Write ``df`` plus a TOTAL row (sums; max of max RSS) to ``out_csv``; return total seconds."""
+    total = float(df["wall_seconds"].sum())  # NaN-skipping
+    total_row = pd.DataFrame([{
+        "run": "TOTAL", "modality": "", "loop": pd.NA, "wall_seconds": total,
+        "max_rss_mb": df["max_rss_mb"].max() if len(df) else float("nan"),
+        "device": ";".join(sorted(set(df["device"]))), "epochs": df["epochs"].sum(),
+        "train_seconds": float(df["train_seconds"].sum()),
+    }], columns=COLUMNS).astype(df.dtypes.to_dict())
+    out = pd.concat([df, total_row], ignore_index=True) if len(df) else total_row
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(out_csv, index=False, float_format="%.3f")
+    return total
