@@ -178,7 +178,7 @@ def _copy_repo(dest: Path) -> None:
 
 
 def test_smoke_workflow_on_slurm(slurm_cluster: Path | None, tmp_path: Path) -> None:
-    """`snakemake --workflow-profile profiles/slurm-ci --configfile config/smoke.yaml tables`."""
+    """`snakemake tables --workflow-profile profiles/slurm-ci --configfile config/smoke.yaml`."""
     assert (REPO / "config" / "smoke.yaml").is_file(), (
         "config/smoke.yaml does not exist yet: the smoke workflow has not landed"
     )
@@ -186,8 +186,9 @@ def test_smoke_workflow_on_slurm(slurm_cluster: Path | None, tmp_path: Path) -> 
     _copy_repo(work)
     timeout = float(os.environ.get("IMAN_SLURM_SMOKE_TIMEOUT", "3000"))
     rc, out, wall = _snakemake(
-        ["--workflow-profile", "profiles/slurm-ci", "--configfile", "config/smoke.yaml",
-         "tables"],
+        # the target goes before --configfile, which takes several values
+        ["tables", "--workflow-profile", "profiles/slurm-ci", "--configfile",
+         "config/smoke.yaml"],
         cwd=work, timeout=timeout,
     )
     print(f"\n[slurm] smoke workflow `tables`: {wall:.1f} s")
