@@ -1,0 +1,203 @@
+"""Figures are drawn from small real files: PNG + PDF of the expected size, contours drawn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+
+from iman import figures as F
+
+S = 64
+CASES = ["c01", "c02", "c03"]
+
+
+def _disc(cx: float, cy: float, r: float, size: int = S) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    return ((xx - cx) ** 2 + (yy - cy) ** 2 <= r * r).astype(np.uint8)
+
+
+def _write_cache(path: Path, shift: int) -> Path:
+    mask = _disc(32 + shift, 30, 14)
+    rng = np.random.default_rng(shift)
+    us = (60 + 120 * mask + rng.integers(0, 30, (S, S))).astype(np.uint8)
+    ceus = np.stack([(40 + 20 * f * mask + rng.integers(0, 30, (S, S))).astype(np.uint8)
+                     for f in range(5)])
+    np.savez_compressed(path, us=us, ceus=ceus, us_mask=mask, ceus_mask=mask)
+    return path
+
+
+def _write_pred(path: Path, offset: float) -> Path:
+    preds = {}
+    for i, cid in enumerate(CASES):
+        prob = _disc(32 + i + offset, 30 + offset, 12).astype(np.float16) * np.float16(0.9)
+        preds[cid] = prob
+    np.savez_compressed(path, **preds)
+    return path
+
+
+@pytest.fixture()
+def inputs(tmp_path: Path) -> dict[str, object]:
+    caches = {cid: _write_cache(tmp_path / f"{cid}.npz", i) for i, cid in enumerate(CASES)}
+    preds = {name: _write_pred(tmp_path / f"{name}.npz", off)
+             for name, off in (("unet_us", 6), ("unet_ceus", -6), ("iman_us", 2),
+                               ("iman_ceus", 3))}
+    return {"caches": caches, "preds": preds, "dir": tmp_path}
+
+
+def _png(path: Path) -> np.ndarray:
+    assert path.suffix == ".png" and path.stat().st_size > 0
+    return mpimg.imread(path)
+
+
+def _assert_outputs(paths: tuple[Path, Path], size_in: tuple[float, float]) -> np.ndarray:
+    png, pdf = paths
+    assert pdf.suffix == ".pdf" and pdf.stat().st_size > 0
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    img = _png(png)
+    assert img.shape[:2] == (round(size_in[1] * F.DPI), round(size_in[0] * F.DPI))
+    return img
+
+
+def _has_colour(img: np.ndarray, hex_colour: str, tol: float = 0.12, min_px: int = 20) -> bool:
+    rgb = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]) / 255.0
+    close = np.all(np.abs(img[..., :3] - rgb) < tol, axis=-1)
+    return int(close.sum()) >= min_px
+
+
+def test_qualitative_grid(inputs: dict, tmp_path: Path) -> None:
+    p = inputs["preds"]
+    methods = {"UNet": {"us": p["unet_us"], "ceus": p["unet_ceus"]},
+               "AAU-net": {"us": p["iman_us"]},
+               "IMAN": {"us": p["iman_us"], "ceus": p["iman_ceus"]}}
+    out = F.qualitative_grid(inputs["caches"], methods, tmp_path / "fig" / "fig3")
+    img = _assert_outputs(out, (F.PANEL_IN * 4, F.PANEL_IN * 2 * 3 + F.LEGEND_IN))
+    assert _has_colour(img, F.GT_COLOUR)
+    assert _has_colour(img, F.PRED_COLOUR)
+    again = F.qualitative_grid(inputs["caches"], methods, tmp_path / "again")
+    assert again[0].read_bytes() == out[0].read_bytes()
+    assert again[1].read_bytes() == out[1].read_bytes()
+
+
+def test_qualitative_grid_without_predictions_has_no_prediction_colour(
+        inputs: dict, tmp_path: Path) -> None:
+    out = F.qualitative_grid(list(inputs["caches"].values())[:1], {"none": {}}, tmp_path / "g")
+    img = _assert_outputs(out, (F.PANEL_IN * 2, F.PANEL_IN * 2 + F.LEGEND_IN))
+    legend_free = img[: round(F.PANEL_IN * 2 * F.DPI)]
+    assert _has_colour(legend_free, F.GT_COLOUR)
+    assert not _has_colour(legend_free, F.PRED_COLOUR, min_px=1)
+
+
+def test_pick_cases_is_deterministic_and_spread() -> None:
+    rng = np.random.default_rng(3)
+    n = 40
+    df = pd.DataFrame({"case_id": [f"p{i:03d}" for i in range(n)] * 2,
+                       "modality": ["us"] * n + ["ceus"] * n,
+                       "split": "test",
+                       "std_dsc": np.r_[rng.uniform(0.3, 0.95, n), rng.uniform(0.3, 0.95, n)]})
+    df = pd.concat([df, pd.DataFrame({"case_id": ["train1"], "modality": ["us"],
+                                      "split": ["train"], "std_dsc": [0.0]})])
+    picked = F.pick_cases(df, n=4)
+    assert picked == F.pick_cases(df.sample(frac=1.0, random_state=1), n=4)
+    assert len(set(picked)) == 4 and "train1" not in picked
+    mean = df[df.split == "test"].groupby("case_id").std_dsc.mean()
+    ranks = mean.rank(method="first").astype(int)
+    got = sorted(ranks[c] for c in picked)
+    assert got[0] <= n // 4 < got[1] <= n // 2 < got[2] <= 3 * n // 4 < got[3]
+    values = [mean[c] for c in picked]
+    assert values == sorted(values, reverse=True)
+    assert F.pick_cases(df[df.case_id.isin(["p001", "p002"])], n=4) == sorted(
+        ["p001", "p002"], key=lambda c: -mean[c])
+
+
+def test_margin_pathway(inputs: dict, tmp_path: Path) -> None:
+    p = inputs["preds"]
+    cache = inputs["caches"]["c02"]
+    margin = np.clip(_disc(34, 30, 18).astype(np.float32) * 0.8 + 0.2, 0, 1)
+    loops = [{"us_pred": p["unet_us"], "ceus_pred": p["unet_ceus"]},
+             {"us_margin": margin, "ceus_margin": {"c02": margin}, "us_pred": p["iman_us"],
+              "ceus_pred": p["iman_ceus"]},
+             {"us_margin": margin, "ceus_margin": None, "us_pred": None,
+              "ceus_pred": p["iman_ceus"]}]
+    out = F.margin_pathway("c02", cache, loops, tmp_path / "pathway")
+    img = _assert_outputs(out, (F.PANEL_IN * 3 + 0.6, F.PANEL_IN * 4 + F.LEGEND_IN))
+    assert _has_colour(img, F.GT_COLOUR)
+    assert _has_colour(img, F.PRED_COLOUR)
+
+
+def _history(path: Path, epochs: int, start: float) -> Path:
+    e = np.arange(epochs)
+    pd.DataFrame({"epoch": e, "train_loss": start / (e + 1), "val_loss": start / (e + 1) + 0.1,
+                  "val_dice": 1 - 0.5 / (e + 1), "lr": 1e-3, "seconds": 1.0}).to_csv(
+        path, index=False)
+    return path
+
+
+def test_training_curves(tmp_path: Path) -> None:
+    hist = {"iman/us": [_history(tmp_path / f"us{lp}.csv", 5, 1.0 - 0.2 * lp) for lp in range(3)],
+            "iman/ceus": [_history(tmp_path / f"ceus{lp}.csv", 4, 1.2) for lp in range(2)],
+            "empty": [tmp_path / "missing.csv"]}
+    out = F.training_curves(hist, tmp_path / "curves", figsize=(9.0, 3.0))
+    img = _assert_outputs(out, (9.0, 3.0))
+    assert _has_colour(img, "#2ca02c")
+    default = F.training_curves({"a": hist["iman/us"]}, tmp_path / "curves1")
+    _assert_outputs(default, (4.2, 2.6 + F.LEGEND_IN))
+
+
+def _table4(path: Path, with_std: bool) -> Path:
+    paper = pd.read_csv(Path(__file__).resolve().parents[1]
+                        / "src/iman/resources/paper_tables/table4.csv", dtype=str,
+                        keep_default_na=False)
+    df = paper[["kernel", "filter"]].copy()
+    rng = np.random.default_rng(0)
+    for mod in ("us", "ceus"):
+        for m in ("dsc", "hd"):
+            vals = pd.to_numeric(paper[f"{mod}_{m}"], errors="coerce")
+            df[f"{mod}_{m}"] = vals + rng.normal(0, 0.01, len(df))
+            if with_std:
+                df[f"{mod}_{m}_std"] = np.where(vals.notna(), 0.01, np.nan)
+            df[f"paper_{mod}_{m}"] = vals
+    df.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("with_std", [True, False])
+def test_table4_heatmap(tmp_path: Path, with_std: bool) -> None:
+    out = F.table4_heatmap(_table4(tmp_path / "t4.csv", with_std), tmp_path / "t4")
+    _assert_outputs(out, (10.0, 4.8))
+
+
+def test_ablation_bars_table2_and_table5(tmp_path: Path) -> None:
+    t2 = pd.DataFrame({"row": ["a", "b", "c", "d"], "mmg": [0, 1, 1, 1], "itp": [0, 0, 1, 1],
+                       "modal_fusion": [0, 0, 0, 1],
+                       "us_dsc": [0.80, 0.82, 0.83, 0.84], "us_dsc_std": [0.01, 0.02, 0.01, 0.0],
+                       "us_hd": [6.0, 5.8, 6.1, 6.1], "ceus_dsc": [0.77, np.nan, 0.80, 0.81],
+                       "paper_us_dsc": [0.8033, 0.8268, 0.8313, 0.8396],
+                       "paper_ceus_dsc": [0.7689, 0.7890, 0.8033, 0.8116]})
+    t2.to_csv(tmp_path / "t2.csv", index=False)
+    out = F.ablation_bars(tmp_path / "t2.csv", tmp_path / "t2", figsize=(8.0, 5.0))
+    _assert_outputs(out, (8.0, 5.0))
+    t5 = pd.concat([t2.drop(columns=["us_dsc_std"]).assign(backbone=b) for b in ("FPN", "UNet")])
+    t5.to_csv(tmp_path / "t5.csv", index=False)
+    out5 = F.ablation_bars(tmp_path / "t5.csv", tmp_path / "t5")
+    _assert_outputs(out5, (2 * max(3.4, 0.9 + 0.22 * 8), 2.4 * 2 + F.LEGEND_IN))
+
+
+def test_dsc_distribution(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+
+    def frame(mods: tuple[str, ...]) -> pd.DataFrame:
+        return pd.DataFrame({"case_id": [f"c{i}" for i in range(12)] * len(mods),
+                             "modality": np.repeat(mods, 12), "split": "test",
+                             "std_dsc": rng.uniform(0.5, 0.95, 12 * len(mods))})
+
+    per_case = {"UNet": frame(("us", "ceus")), "AAU-net": frame(("us",)),
+                "IMAN": frame(("us", "ceus"))}
+    out = F.dsc_distribution(per_case, tmp_path / "dist", figsize=(7.0, 3.0))
+    img = _assert_outputs(out, (7.0, 3.0))
+    assert _has_colour(img, "#cfe2f3")
+    with pytest.raises(KeyError):
+        F.dsc_distribution({"x": pd.DataFrame({"case_id": ["a"]})}, tmp_path / "bad")
