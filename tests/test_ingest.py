@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from iman.data.ingest import MANIFEST_COLUMNS, DatasetError, ingest, main_ingest
-from iman.data.io import binarise_mask, image_size, list_frames, to_grey
+from iman.data.io import binarise_mask, image_size, list_frames, read_mask, to_grey
 
 CACHE_KEYS = {
     "us", "ceus", "us_mask", "ceus_mask", "us_mask_orig", "ceus_mask_orig",
@@ -169,6 +169,15 @@ def test_binarise_mask(raw: np.ndarray, expected: list[list[int]], note: str | N
     assert mask.dtype == np.uint8
     assert mask.tolist() == expected
     assert got is None if note is None else note in got
+
+
+def test_colour_mask_with_alpha_reads_as_foreground(tmp_path: Path) -> None:
+    rgba = np.zeros((10, 12, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[2:5, 3:7, 2] = 255
+    cv2.imwrite(str(tmp_path / "m.png"), rgba)
+    mask, note = binarise_mask(read_mask(tmp_path / "m.png"))
+    assert note is None and mask.sum() == 12 and mask[2:5, 3:7].all()
 
 
 def test_to_grey_keeps_grey_content_and_converts_colour() -> None:

@@ -152,6 +152,17 @@ def read_image(path: Path) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+def _channel_max(img: np.ndarray) -> np.ndarray:
+    """Per-pixel maximum over the colour channels (cv2: much faster than a strided reduce)."""
+    b, g, r = cv2.split(img)
+    return cv2.max(cv2.max(b, g), r)
+
+
+def _channel_min(img: np.ndarray) -> np.ndarray:
+    b, g, r = cv2.split(img)
+    return cv2.min(cv2.min(b, g), r)
+
+
 def to_grey(img: np.ndarray, luminance: bool = False) -> tuple[np.ndarray, bool]:
     """Grey version of an image and whether it had colour content.
 
@@ -162,7 +173,7 @@ def to_grey(img: np.ndarray, luminance: bool = False) -> tuple[np.ndarray, bool]
     """
     if img.ndim == 2:
         return img, False
-    spread = img.max(axis=2).astype(np.int16) - img.min(axis=2)
+    spread = cv2.subtract(_channel_max(img), _channel_min(img))
     colour = np.count_nonzero(spread > COLOUR_TOL) > COLOUR_FRACTION * spread.size
     if colour or luminance:
         return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), bool(colour)
@@ -175,7 +186,8 @@ def read_mask(path: Path) -> np.ndarray:
     if img is None or img.size == 0:
         raise ReadError("unreadable or corrupt mask image")
     if img.ndim == 3:
-        img = img[:, :, :3].max(axis=2) if img.shape[2] >= 3 else img[:, :, 0]
+        colour = np.ascontiguousarray(img[:, :, :3])
+        img = _channel_max(colour) if img.shape[2] >= 3 else img[:, :, 0]
     return img
 
 
