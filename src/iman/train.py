@@ -171,7 +171,7 @@ class Trainer:
                 self.adv_opt.zero_grad(set_to_none=True)
                 self.model.adversary_loss(out, y).backward()
                 self.adv_opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             if self._stop_requested:
                 raise Preempted()
         return total / n

@@ -1,0 +1,107 @@
+"""Experiment names round-trip; table rows share training nodes; margins route correctly."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from iman.config import validate_config
+from iman.experiments import (
+    Node,
+    Spec,
+    experiment_name,
+    experiment_nodes,
+    margin_source,
+    node_for,
+    parent_node,
+    parse_name,
+    table_specs,
+)
+
+CFG = validate_config({"model": {"variants": {"default": "demo"}}, "iman": {"loops": 3}})
+
+
+def test_name_round_trip_for_every_table_spec() -> None:
+    for table in ("table1", "table2", "table3", "table4", "table5"):
+        for _, specs in table_specs(CFG, table):
+            for spec in specs:
+                assert parse_name(experiment_name(spec)) == spec
+
+
+def test_name_is_readable_and_deterministic() -> None:
+    spec = Spec("unet", "demo", routing="cross", mmg_us=(75, "gaussian"),
+                mmg_ceus=(100, "mean"), loops=2)
+    assert experiment_name(spec) == (
+        "unet.demo__gate__T5s3mid__cross__us75gaussian__ceus100mean__L2__seed0")
+
+
+def test_bad_names_are_rejected() -> None:
+    with pytest.raises(ValueError, match="not an experiment"):
+        parse_name("unet")
+    with pytest.raises(ValueError, match="bad MMG field"):
+        parse_name("unet.demo__gate__-__self__us75blur__-__L1__seed0")
+
+
+def test_loop0_is_the_shared_baseline() -> None:
+    base = Spec("unet", "demo")
+    iman = replace(base, routing="cross", mmg_us=(75, "gaussian"), mmg_ceus=(100, "mean"),
+                   loops=2)
+    t3 = replace(base, T=7)
+    assert node_for(iman, "us", 0) == node_for(base, "us", 0) == node_for(t3, "us", 0)
+    assert node_for(iman, "ceus", 0) == node_for(base, "ceus", 0)
+    assert node_for(t3, "ceus", 0) != node_for(base, "ceus", 0)  # T changes the CEUS input
+
+
+def test_mmg_row_is_loop1_of_itp_and_of_table4() -> None:
+    mmg = Spec("unet", "demo", routing="self", mmg_us=(75, "gaussian"),
+               mmg_ceus=(100, "mean"), loops=1)
+    itp = replace(mmg, loops=3)
+    t4 = replace(mmg, mmg_ceus=(50, "none"))
+    assert node_for(mmg, "us", 1) == node_for(itp, "us", 1) == node_for(t4, "us", 1)
+    assert node_for(mmg, "ceus", 1) != node_for(t4, "ceus", 1)
+
+
+def test_routing_and_warm_start() -> None:
+    iman = Spec("unet", "demo", routing="cross", mmg_us=(75, "gaussian"),
+                mmg_ceus=(100, "mean"), loops=2)
+    us2 = node_for(iman, "us", 2)
+    src, setting = margin_source(us2)
+    assert src == node_for(iman, "ceus", 1) and setting == (75, "gaussian")
+    assert parent_node(us2) == node_for(iman, "us", 1)
+    selfish = replace(iman, routing="self")
+    src, setting = margin_source(node_for(selfish, "ceus", 1))
+    assert src == node_for(selfish, "ceus", 0) and setting == (100, "mean")
+
+
+def test_experiment_nodes_choose_among_loops_1_to_L() -> None:
+    iman = Spec("unet", "demo", routing="cross", mmg_us=(75, "gaussian"),
+                mmg_ceus=(100, "mean"), loops=2)
+    nodes = experiment_nodes(iman)
+    assert [(n.modality, n.loop) for n in nodes] == [("us", 1), ("us", 2), ("ceus", 1),
+                                                      ("ceus", 2)]
+    assert all(isinstance(n, Node) for n in nodes)
+
+
+def test_tables_share_training_nodes() -> None:
+    nodes: dict[Node, int] = {}
+    for table in ("table1", "table2", "table3", "table4", "table5"):
+        for _, specs in table_specs(CFG, table):
+            for spec in specs:
+                for node in experiment_nodes(spec):
+                    nodes[node] = nodes.get(node, 0) + 1
+    baseline_us = node_for(Spec("transunet", "demo"), "us", 0)
+    assert nodes[baseline_us] >= 4  # Tables I, II, III (US side), IV all report it
+
+
+def test_table4_kernel125_is_ceus_only() -> None:
+    rows = table_specs(CFG, "table4")
+    k125 = [specs[0] for labels, specs in rows if labels["kernel"] == 125]
+    assert k125 and all(s.mmg_us is None and s.mmg_ceus is not None for s in k125)
+    assert {n.modality for s in k125 for n in experiment_nodes(s)} == {"ceus"}
+
+
+def test_seeds_give_one_spec_each() -> None:
+    cfg = validate_config({"seeds": [0, 1, 2]})
+    labels, specs = table_specs(cfg, "table1")[0]
+    assert [s.seed for s in specs] == [0, 1, 2]
