@@ -94,13 +94,14 @@ def slurm_cluster() -> Iterator[Path | None]:
         shutil.rmtree(state, ignore_errors=True)
 
 
-def _snakemake(args: list[str], cwd: Path, timeout: float) -> tuple[int, str, float]:
+def _snakemake(args: list[str], cwd: Path, timeout: float,
+               env: dict[str, str] | None = None) -> tuple[int, str, float]:
     """Run snakemake in its own process group; kill the whole group on timeout."""
     cmd = [sys.executable, "-m", "snakemake", *args]
     t0 = time.monotonic()
     proc = subprocess.Popen(
         cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
+        start_new_session=True, env=env,
     )
     try:
         out, _ = proc.communicate(timeout=timeout)
@@ -129,6 +130,22 @@ def _log_job_ids(logdir: Path) -> dict[str, list[str]]:
         rule = log.relative_to(logdir).parts[0].removeprefix("rule_")
         ids.setdefault(rule, []).append(m.group(1))
     return ids
+
+
+def test_mini_workflow_with_local_profile(tmp_path: Path) -> None:
+    """The same workflow with profiles/local runs without a scheduler (no SLURM job ids)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    rc, out, _ = _snakemake(
+        ["-s", str(MINI), "--workflow-profile", str(REPO / "profiles" / "local"),
+         "--directory", str(tmp_path)],
+        cwd=tmp_path, timeout=300, env=env,
+    )
+    assert rc == 0, out[-4000:]
+    assert "Provided cores: 4" in out
+    jobs = [line.split("job=")[1].split()[0]
+            for line in (tmp_path / "results" / "summary.tsv").read_text().splitlines()]
+    assert jobs == ["none"] * 3
+    assert not (tmp_path / ".snakemake" / "slurm_logs").exists()
 
 
 def test_mini_workflow_on_slurm(slurm_cluster: Path | None, tmp_path: Path) -> None:
