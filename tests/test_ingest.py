@@ -373,12 +373,32 @@ def test_failure_while_writing_leaves_nothing(tmp_path: Path) -> None:
 def test_sheet_header_problems(tmp_path: Path) -> None:
     rows = [{"case_id": "a", "patient": "p", "us_image": "u.png", "us_mask": "m.png",
              "ceus": "v.mp4", "ceus_mask": "c.png", "us_crop": "1,2,3"}]  # fmt: skip
+    sheet = write_sheet(tmp_path / "cases.csv", rows)
+    sheet.write_text(sheet.read_text() + "\nb,p,u.png,m.png,v.mp4,c.png,,extra\n")
+    with pytest.raises(DatasetError) as info:
+        ingest("sheet", sheet, tmp_path / "out", SIZE)
+    assert [str(p) for p in info.value.problems] == [
+        "sheet: cases.csv: unknown column 'patient' (valid: case_id, patient_id, us_image, "
+        "us_mask, ceus, ceus_mask, spacing_mm, ceus_spacing_mm, us_crop, ceus_crop, split)",
+        "sheet: cases.csv: required column 'patient_id' missing",
+        "row 4: cases.csv: 8 cells, header has 7",
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_sheet_row_schema_problems(tmp_path: Path) -> None:
+    rows = [{"case_id": "a b", "patient_id": "p", "us_image": "u.png", "us_mask": "m.png",
+             "ceus": "v.mp4", "ceus_mask": "c.png", "us_crop": "1,2,3",
+             "split": "dev"}]  # fmt: skip
     with pytest.raises(DatasetError) as info:
         ingest("sheet", write_sheet(tmp_path / "cases.csv", rows), tmp_path / "out", SIZE)
-    text = str(info.value)
-    assert "sheet: cases.csv: unknown column 'patient'" in text
-    assert "sheet: cases.csv: required column 'patient_id' missing" in text
-    assert not (tmp_path / "out").exists()
+    messages = [p.message for p in info.value.problems]
+    assert messages == [
+        "column case_id: 'a b' is not letters, digits, '.', '_' or '-', starting with a letter "
+        "or digit",
+        "column split: 'dev' is not one of train, val, test",
+        "column us_crop: '1,2,3' is not four integers x0,y0,x1,y1",
+    ]
 
 
 def test_public_missing_counterparts(tmp_path: Path) -> None:

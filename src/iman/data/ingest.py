@@ -12,6 +12,7 @@ that replaces the previous output only when every case succeeded. See docs/data.
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import os
 import re
@@ -195,7 +196,8 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
     if error.validator in ("exclusiveMinimum", "minimum"):
         return f"column {col}: {value!r} must be > {error.validator_value}"
     if error.validator == "pattern":
-        return f"column {col}: {value!r} does not match {error.validator_value}"
+        expected = error.schema.get("x-expected", error.validator_value)
+        return f"column {col}: {value!r} is not {expected}"
     if error.validator == "enum":
         return f"column {col}: {value!r} is not one of {', '.join(error.validator_value)}"
     return f"column {col}: {error.message}"
@@ -250,15 +252,34 @@ def _source_from_row(row: dict[str, object], base: Path) -> CaseSource:
     )
 
 
-def _load_sheet_table(sheet: Path) -> tuple[pd.DataFrame | None, list[Problem]]:
+def _load_sheet_table(
+    sheet: Path,
+) -> tuple[list[str], list[tuple[int, dict[str, str]]], list[Problem]]:
+    """Header and (line number, cells) records of a CSV sheet; blank lines skipped.
+
+    Short rows are padded with empty cells (missing values are caught by the schema); rows
+    with more cells than the header are problems.
+    """
     if not sheet.is_file():
-        return None, [Problem("sheet", str(sheet), "case sheet missing")]
+        return [], [], [Problem("sheet", str(sheet), "case sheet missing")]
     try:
-        table = pd.read_csv(sheet, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        return None, [Problem("sheet", str(sheet), f"not a readable CSV ({exc})")]
-    table.columns = [str(c).strip() for c in table.columns]
-    return table, []
+        with sheet.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            lines = [(reader.line_num, cells) for cells in reader if any(c.strip() for c in cells)]
+    except (csv.Error, UnicodeDecodeError) as exc:
+        return [], [], [Problem("sheet", str(sheet), f"not a readable CSV ({exc})")]
+    if not lines:
+        return [], [], [Problem("sheet", sheet.name, "empty case sheet")]
+    header = [c.strip() for c in lines[0][1]]
+    records, problems = [], []
+    for line, cells in lines[1:]:
+        if len(cells) > len(header):
+            problems.append(
+                Problem(f"row {line}", sheet.name, f"{len(cells)} cells, header has {len(header)}")
+            )
+            continue
+        records.append((line, dict(zip(header, cells + [""] * (len(header) - len(cells))))))
+    return header, records, problems
 
 
 def _header_problems(
@@ -266,7 +287,7 @@ def _header_problems(
 ) -> tuple[list[Problem], bool]:
     """Problems of the sheet's header and whether they prevent reading its rows."""
     cols = list(columns)
-    known, required = set(schema["properties"]), schema["required"]
+    known, required = list(schema["properties"]), schema["required"]
     problems = [
         Problem("sheet", sheet.name, f"unknown column {c!r} (valid: {', '.join(known)})")
         for c in cols
@@ -290,19 +311,19 @@ def read_case_sheet(
 ) -> tuple[list[CaseSource], list[Problem]]:
     """Cases of a CSV case sheet and every sheet-level problem (schema, duplicates)."""
     schema = yaml.safe_load((schema_path or default_schema_path()).read_text())
-    table, problems = _load_sheet_table(sheet)
-    if table is None:
+    header, records, problems = _load_sheet_table(sheet)
+    if not header:
         return [], problems
-    problems, fatal = _header_problems(table.columns, schema, sheet)
+    header_problems, fatal = _header_problems(header, schema, sheet)
+    problems = header_problems + problems
     if fatal:
         return [], problems
-    known = [c for c in table.columns if c in schema["properties"]]
     numeric = {k for k, v in schema["properties"].items() if v.get("type") == "number"}
     validator = jsonschema.Draft202012Validator(schema)
     sources: list[CaseSource] = []
     first_row: dict[str, int] = {}
-    for index, record in enumerate(table[known].to_dict("records")):
-        line = index + 2
+    for line, cells in records:
+        record = {k: v for k, v in cells.items() if k in schema["properties"]}
         row = _coerce_row(record, numeric)
         case = str(row.get("case_id", ""))
         label = f"{case} (row {line})" if case else f"row {line}"
@@ -349,7 +370,7 @@ def scan_iman_public(root: Path) -> tuple[list[CaseSource], list[Problem]]:
     """Cases of the authors' `datasets` folder (us_small/ + ceus_frames/, train and test)."""
     col = _Collector("dataset", root)
     if not (root / "us_small").is_dir() or not (root / "ceus_frames").is_dir():
-        col.add(root, "not an iman_public datasets folder (needs us_small/ and ceus_frames/)")
+        col.add(root, "not the iman_public `datasets` folder (needs us_small/ and ceus_frames/)")
         return [], col.problems
     sources: list[CaseSource] = []
     seen: dict[str, str] = {}
@@ -553,12 +574,9 @@ def _check_case(src: CaseSource, min_frames: int) -> tuple[_CeusPlan | None, lis
     """Cheap pass over one case: every problem of its files, and the CEUS plan."""
     col = _Collector(src.case_id, src.base)
     _load_us(src, col)
-    n_before = len(col.problems)
     plan = col.run(lambda: _plan_ceus(src, min_frames, col))
     if plan is None:
         col.run(lambda: _load_mask(src.ceus_mask, "ceus_mask"))
-        if len(col.problems) == n_before:
-            col.add(src.ceus, "CEUS unreadable")
     else:
         _load_ceus_mask(src, plan, col)
     return plan, col.problems
