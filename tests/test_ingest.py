@@ -245,6 +245,23 @@ def test_sheet_crops_side_by_side_capture(sheet_result: tuple[pd.DataFrame, Path
     assert tuple(z["ceus_size"]) == (40, 50) and float(z["ceus_spacing_mm"]) == 0.2
 
 
+def test_colour_us_channels_and_vanishing_lesion(tmp_path: Path) -> None:
+    sheet = good_sheet(tmp_path / "raw")
+    cv2.imwrite(str(tmp_path / "raw" / "c01_us.png"), np.full((48, 64, 3), (10, 50, 200), np.uint8))
+    dot = np.zeros((32, 32), np.uint8)
+    dot[5, 5] = 255
+    cv2.imwrite(str(tmp_path / "raw" / "c02_us_mask.png"), dot)
+    grey = ingest("sheet", sheet, tmp_path / "grey", SIZE)
+    assert "us_image: colour content, converted with luminance weights" in grey["warnings"][0]
+    assert "us_mask: lesion vanishes at the working size 16" in grey["warnings"][1]
+    luma = cv2.cvtColor(np.array([[(10, 50, 200)]], np.uint8), cv2.COLOR_BGR2GRAY)[0, 0]
+    assert np.all(np.load(tmp_path / "grey" / "cache" / "c01.npz")["us"] == luma)
+    ingest("sheet", sheet, tmp_path / "rgb", SIZE, us_channels=3)
+    us = np.load(tmp_path / "rgb" / "cache" / "c01.npz")["us"]
+    assert us.shape == (3, SIZE, SIZE) and us[:, 3, 3].tolist() == [200, 50, 10]
+    assert np.all(np.load(tmp_path / "rgb" / "cache" / "c02.npz")["us"] == 120)
+
+
 def test_cli_summary_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sheet = good_sheet(tmp_path / "raw")
     argv = ["--layout", "sheet", "--root", str(sheet), "--out", str(tmp_path / "o")]
@@ -326,6 +343,7 @@ def broken_sheet(root: Path) -> Path:
         {**ok, "case_id": "b08", "spacing_mm": "-1"},
         {**ok, "case_id": "b09", "spacing_mm": "abc"},
         {**ok, "case_id": "b10", "ceus": "bad_frames"},
+        {**ok, "case_id": "b11", "ceus_crop": "0,0,500,40"},
     ]
     return write_sheet(root / "cases.csv", rows)
 
@@ -341,6 +359,7 @@ EXPECTED_PROBLEMS = [
     ("b08 (row 10)", "cases.csv", "column spacing_mm: -1.0 must be > 0"),
     ("b09 (row 11)", "cases.csv", "column spacing_mm: 'abc' is not a number"),
     ("b10", "bad_frames/2.png", "not a PNG file (bad signature)"),
+    ("b11", "frames", "ceus_crop 0,0,500,40 lies outside the 40x50 image"),
 ]
 
 
