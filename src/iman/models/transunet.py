@@ -1,1 +1,476 @@
-"""Placeholder until this method lands (filled by the architectures work)."""
+"""TransUNet (R50-ViT-B/16 hybrid), the backbone of both IMAN branches.
+
+What the paper says (Chen et al. 2021, used by IMAN for the US and the CEUS branch): a CNN
+(ResNet-50 v2) extracts features down to 1/16, a ViT (12 layers, hidden 768) encodes the 1/16
+grid as a token sequence, and a "cascaded upsampler" decodes it with three CNN skips.
+
+What the public code does (Beckschen/TransUNet, xxzcs/IMAN ``networks/``; peers.md §1.3, §3):
+
+* ResNet-V2 hybrid: root = weight-standardised 7×7/2 conv → 64, GroupNorm(32, eps 1e-6),
+  ReLU (1/2, first skip); max-pool 3×3/2 *without* padding (1/4 − 1 px), then bottleneck
+  stages of (3, 4, 9) units to 256, 512, 1024 channels (strides 1, 2, 2; stride on the 3×3
+  conv; conv → GN → ReLU ordering; projection = std-conv 1×1 + GroupNorm(C, C)). The
+  1/4 and 1/8 skips are zero-padded at the bottom/right to the exact size.
+* 1×1 patch embedding of the 1024-channel 1/16 map → 768, learned position embedding (zeros
+  at init), dropout 0.1; 12 pre-norm blocks (LayerNorm eps 1e-6, 12 heads, MLP 3072 with GELU,
+  dropout 0.1, attention dropout 0); final LayerNorm.
+* Decoder: 3×3 conv-BN-ReLU 768 → 512, then 4 blocks (bilinear ×2 with aligned corners,
+  concat skip, 2 × 3×3 conv-BN-ReLU) with channels (256, 128, 64, 16) and skips (512, 256, 64,
+  none); 3×3 conv head → 1 class, no activation. 105,275,921 parameters at 224², 3 channels.
+* IMAN's change: the margin (bilinearly resized) multiplies the three CNN skip features; the
+  transformer path is not gated. Reproduced here: ``forward(x, margin)`` gates the skips.
+
+Assumptions beyond both: ``in_channels`` sets the root conv width directly (US grey = 1
+channel, CEUS = T frames) instead of the official grey → RGB repeat; the ``small``/``tiny``
+variants (fewer units, narrower ResNet, hidden 192–256, 2–4 layers) are ours, for the CPU
+demo scale. If the input grid differs from the one the model was built for, the position
+embedding is bilinearly resized on the fly.
+
+Optional weights: ``weights=<path to R50+ViT-B_16.npz>`` maps the official ImageNet-21k npz
+keys onto the modules (HWIO → OIHW convs, per-head attention kernels flattened, position
+embedding without the class token, zoomed to the grid). The root conv is loaded for 3 input
+channels, summed over RGB for 1 channel (the same function as the official grey → RGB
+repeat) and left at random init otherwise (IMAN's CEUS branch). Shape mismatches (demo
+variants) are skipped and reported in ``model.load_report``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from iman.models.injection import gate
+from iman.models.registry import ModelEntry, register
+
+__all__ = [
+    "TransUNet",
+    "build_transunet",
+    "load_r50_vit_npz",
+    "resize_pos_embed",
+]
+
+log = logging.getLogger(__name__)
+
+
+class StdConv2d(nn.Conv2d):
+    """Conv with weight standardisation (zero mean, unit variance per output filter)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Standardise the kernel, then convolve (BiT / ResNet-V2 convention, eps 1e-5)."""
+        w = self.weight
+        var, mean = torch.var_mean(w, dim=(1, 2, 3), keepdim=True, unbiased=False)
+        w = (w - mean) / torch.sqrt(var + 1e-5)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class Bottleneck(nn.Module):
+    """ResNet-V2 bottleneck unit as in the TransUNet hybrid (GroupNorm, stride on the 3×3)."""
+
+    def __init__(self, cin: int, cout: int, cmid: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = StdConv2d(cin, cmid, 1, bias=False)
+        self.gn1 = nn.GroupNorm(32, cmid, eps=1e-6)
+        self.conv2 = StdConv2d(cmid, cmid, 3, stride=stride, padding=1, bias=False)
+        self.gn2 = nn.GroupNorm(32, cmid, eps=1e-6)
+        self.conv3 = StdConv2d(cmid, cout, 1, bias=False)
+        self.gn3 = nn.GroupNorm(32, cout, eps=1e-6)
+        self.downsample: nn.Module | None = None
+        self.gn_proj: nn.Module | None = None
+        if stride != 1 or cin != cout:
+            self.downsample = StdConv2d(cin, cout, 1, stride=stride, bias=False)
+            self.gn_proj = nn.GroupNorm(cout, cout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Residual (projected when shape changes) plus the three-conv branch, then ReLU."""
+        residual = x
+        if self.downsample is not None and self.gn_proj is not None:
+            residual = self.gn_proj(self.downsample(x))
+        y = F.relu(self.gn1(self.conv1(x)))
+        y = F.relu(self.gn2(self.conv2(y)))
+        y = self.gn3(self.conv3(y))
+        return F.relu(residual + y)
+
+
+class ResNetV2Hybrid(nn.Module):
+    """Root + three bottleneck stages; returns the 1/16 map and the skips (1/8, 1/4, 1/2)."""
+
+    def __init__(self, in_channels: int, units: Sequence[int], width: int) -> None:
+        super().__init__()
+        self.width = width
+        self.root_conv = StdConv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
+        self.root_gn = nn.GroupNorm(32, width, eps=1e-6)
+        stages = []
+        cin = width
+        for i, n in enumerate(units):
+            cout, cmid, stride = width * 4 * 2**i, width * 2**i, 1 if i == 0 else 2
+            stage = [Bottleneck(cin, cout, cmid, stride)]
+            stage += [Bottleneck(cout, cout, cmid) for _ in range(n - 1)]
+            stages.append(nn.Sequential(*stage))
+            cin = cout
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Feature map at 1/16 and the skips, deepest first, padded to exact sizes."""
+        size = x.shape[-1]
+        x = F.relu(self.root_gn(self.root_conv(x)))
+        feats = [x]
+        x = F.max_pool2d(x, kernel_size=3, stride=2, padding=0)
+        for i, stage in enumerate(self.stages[:-1]):
+            x = stage(x)
+            right = size // (4 * 2**i)
+            ph, pw = right - x.shape[-2], right - x.shape[-1]
+            feats.append(F.pad(x, (0, pw, 0, ph)) if ph or pw else x)
+        x = self.stages[-1](x)
+        return x, feats[::-1]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with separate query/key/value/out projections (ViT naming)."""
+
+    def __init__(self, dim: int, heads: int, attn_dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.query = nn.Linear(dim, dim)
+        self.key = nn.Linear(dim, dim)
+        self.value = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+        self.attn_dropout = attn_dropout
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Scaled dot-product attention over all tokens."""
+        b, n, d = x.shape
+
+        def split(t: Tensor) -> Tensor:
+            return t.view(b, n, self.heads, d // self.heads).transpose(1, 2)
+
+        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+        p = self.attn_dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+        return self.out(y.transpose(1, 2).reshape(b, n, d))
+
+
+class Mlp(nn.Module):
+    """Two-layer GELU MLP with dropout after each layer (Xavier init, as the official code)."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(dropout)
+        for fc in (self.fc1, self.fc2):
+            nn.init.xavier_uniform_(fc.weight)
+            nn.init.normal_(fc.bias, std=1e-6)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """fc1 → GELU → dropout → fc2 → dropout."""
+        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block (LayerNorm eps 1e-6)."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float, attn_dropout: float):
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, heads, attn_dropout)
+        self.ffn_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.ffn = Mlp(dim, mlp_dim, dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x + attn(norm(x)), then x + mlp(norm(x))."""
+        x = x + self.attn(self.attn_norm(x))
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class ConvBNReLU(nn.Sequential):
+    """3×3 conv (no bias) + BatchNorm + ReLU, the decoder's building block."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        )
+
+
+class DecoderBlock(nn.Module):
+    """Bilinear ×2 (aligned corners), concat an optional skip, two conv-BN-ReLU."""
+
+    def __init__(self, cin: int, cout: int, skip: int) -> None:
+        super().__init__()
+        self.conv1 = ConvBNReLU(cin + skip, cout)
+        self.conv2 = ConvBNReLU(cout, cout)
+
+    def forward(self, x: Tensor, skip: Tensor | None) -> Tensor:
+        """Upsample, fuse the skip, convolve."""
+        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
+        if skip is not None:
+            x = torch.cat([x, skip], dim=1)
+        return self.conv2(self.conv1(x))
+
+
+def resize_pos_embed(posemb: Tensor, grid: tuple[int, int]) -> Tensor:
+    """Resize a ``(1, h*w, D)`` square-grid position embedding to ``grid`` (bilinear).
+
+    Corners are aligned, which is what ``scipy.ndimage.zoom(order=1)`` (the official
+    loader) does.
+    """
+    n, d = posemb.shape[1], posemb.shape[2]
+    side = round(n**0.5)
+    if side * side != n:
+        raise ValueError(f"position embedding of {n} tokens is not a square grid")
+    if (side, side) == tuple(grid):
+        return posemb
+    g = posemb.reshape(1, side, side, d).permute(0, 3, 1, 2)
+    g = F.interpolate(g, size=grid, mode="bilinear", align_corners=True)
+    return g.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], d)
+
+
+class TransUNet(nn.Module):
+    """R50-ViT hybrid encoder + cascaded upsampler; the margin gates the CNN skips."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        img_size: int,
+        resnet_units: Sequence[int] = (3, 4, 9),
+        width: int = 64,
+        hidden: int = 768,
+        layers: int = 12,
+        heads: int = 12,
+        mlp_dim: int = 3072,
+        dropout: float = 0.1,
+        attn_dropout: float = 0.0,
+        head_channels: int = 512,
+        decoder_channels: Sequence[int] = (256, 128, 64, 16),
+        n_skip: int = 3,
+        num_classes: int = 1,
+    ) -> None:
+        super().__init__()
+        if img_size % 32:
+            raise ValueError(f"img_size must be divisible by 32, got {img_size}")
+        if len(resnet_units) != 3 or len(decoder_channels) != 4 or not 0 <= n_skip <= 3:
+            raise ValueError("need 3 ResNet stages, 4 decoder channels and 0..3 skips")
+        self.in_channels = in_channels
+        self.grid = (img_size // 16, img_size // 16)
+        self.resnet = ResNetV2Hybrid(in_channels, resnet_units, width)
+        self.patch_embed = nn.Conv2d(width * 16, hidden, kernel_size=1)
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], hidden))
+        self.embed_drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            Block(hidden, heads, mlp_dim, dropout, attn_dropout) for _ in range(layers)
+        )
+        self.encoder_norm = nn.LayerNorm(hidden, eps=1e-6)
+        self.conv_more = ConvBNReLU(hidden, head_channels)
+        skips = [width * 8, width * 4, width, 0]
+        skips = [s if i < n_skip else 0 for i, s in enumerate(skips)]
+        ins = [head_channels, *decoder_channels[:-1]]
+        self.n_skip = n_skip
+        self.decoder = nn.ModuleList(
+            DecoderBlock(i, o, s) for i, o, s in zip(ins, decoder_channels, skips)
+        )
+        self.head = nn.Conv2d(decoder_channels[-1], num_classes, 3, padding=1)
+        self.load_report: dict[str, list[str]] = {}
+
+    def forward(self, x: Tensor, margin: Tensor | None = None) -> Tensor:
+        """Logits ``(B, 1, H, W)``; ``margin`` (B,1,H,W) multiplies the three skips."""
+        h, w = x.shape[-2:]
+        if h % 32 or w % 32:
+            raise ValueError(f"input size must be divisible by 32, got {h}×{w}")
+        feat, skips = self.resnet(x)
+        tokens = self.patch_embed(feat)
+        gh, gw = tokens.shape[-2:]
+        tokens = tokens.flatten(2).transpose(1, 2)
+        tokens = self.embed_drop(tokens + resize_pos_embed(self.pos_embed, (gh, gw)))
+        for blk in self.blocks:
+            tokens = blk(tokens)
+        tokens = self.encoder_norm(tokens)
+        y = tokens.transpose(1, 2).reshape(tokens.shape[0], -1, gh, gw)
+        y = self.conv_more(y)
+        for i, block in enumerate(self.decoder):
+            skip = gate(skips[i], margin) if i < self.n_skip else None
+            y = block(y, skip)
+        return self.head(y)
+
+
+def _npz_mapping(model: TransUNet) -> list[tuple[str, Tensor, str, Callable[[Tensor], Tensor]]]:
+    """``(npz key, target parameter, name, transform)`` for every loadable tensor."""
+
+    def conv(t: Tensor) -> Tensor:
+        return t.permute(3, 2, 0, 1)
+
+    def dense(t: Tensor) -> Tensor:
+        return t.t()
+
+    def heads_in(t: Tensor) -> Tensor:
+        return t.reshape(t.shape[0], -1).t()
+
+    def heads_out(t: Tensor) -> Tensor:
+        return t.reshape(-1, t.shape[-1]).t()
+
+    def vec(t: Tensor) -> Tensor:
+        return t.reshape(-1)
+
+    out: list[tuple[str, Tensor, str, Callable[[Tensor], Tensor]]] = []
+
+    def add(key: str, mod: nn.Module, attr: str, fn: Callable[[Tensor], Tensor]) -> None:
+        out.append((key, getattr(mod, attr), f"{key} -> {attr}", fn))
+
+    r = model.resnet
+    add("gn_root/scale", r.root_gn, "weight", vec)
+    add("gn_root/bias", r.root_gn, "bias", vec)
+    for b, stage in enumerate(r.stages, start=1):
+        for u, unit in enumerate(stage, start=1):
+            p = f"block{b}/unit{u}/"
+            for j in (1, 2, 3):
+                add(f"{p}conv{j}/kernel", getattr(unit, f"conv{j}"), "weight", conv)
+                add(f"{p}gn{j}/scale", getattr(unit, f"gn{j}"), "weight", vec)
+                add(f"{p}gn{j}/bias", getattr(unit, f"gn{j}"), "bias", vec)
+            if unit.downsample is not None and unit.gn_proj is not None:
+                add(f"{p}conv_proj/kernel", unit.downsample, "weight", conv)
+                add(f"{p}gn_proj/scale", unit.gn_proj, "weight", vec)
+                add(f"{p}gn_proj/bias", unit.gn_proj, "bias", vec)
+    add("embedding/kernel", model.patch_embed, "weight", conv)
+    add("embedding/bias", model.patch_embed, "bias", vec)
+    add("Transformer/encoder_norm/scale", model.encoder_norm, "weight", vec)
+    add("Transformer/encoder_norm/bias", model.encoder_norm, "bias", vec)
+    att, mlp = "MultiHeadDotProductAttention_1", "MlpBlock_3"
+    for i, blk in enumerate(model.blocks):
+        p = f"Transformer/encoderblock_{i}/"
+        for name in ("query", "key", "value"):
+            add(f"{p}{att}/{name}/kernel", getattr(blk.attn, name), "weight", heads_in)
+            add(f"{p}{att}/{name}/bias", getattr(blk.attn, name), "bias", vec)
+        add(f"{p}{att}/out/kernel", blk.attn.out, "weight", heads_out)
+        add(f"{p}{att}/out/bias", blk.attn.out, "bias", vec)
+        add(f"{p}{mlp}/Dense_0/kernel", blk.ffn.fc1, "weight", dense)
+        add(f"{p}{mlp}/Dense_0/bias", blk.ffn.fc1, "bias", vec)
+        add(f"{p}{mlp}/Dense_1/kernel", blk.ffn.fc2, "weight", dense)
+        add(f"{p}{mlp}/Dense_1/bias", blk.ffn.fc2, "bias", vec)
+        add(f"{p}LayerNorm_0/scale", blk.attn_norm, "weight", vec)
+        add(f"{p}LayerNorm_0/bias", blk.attn_norm, "bias", vec)
+        add(f"{p}LayerNorm_2/scale", blk.ffn_norm, "weight", vec)
+        add(f"{p}LayerNorm_2/bias", blk.ffn_norm, "bias", vec)
+    return out
+
+
+def load_r50_vit_npz(
+    model: TransUNet, weights: str | Path | dict[str, Any]
+) -> dict[str, list[str]]:
+    """Copy the official ``R50+ViT-B_16.npz`` tensors into ``model``; return a report.
+
+    The report lists ``loaded`` and ``skipped`` (with the reason) npz keys. The root conv
+    is loaded for 3 input channels, summed over RGB for 1, skipped otherwise; position
+    embeddings drop the class token and are resized to the model's grid.
+    """
+    if isinstance(weights, dict):
+        arrays = {k: np.asarray(v) for k, v in weights.items()}
+    else:
+        with np.load(weights) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    loaded: list[str] = []
+    skipped: list[str] = []
+
+    def put(key: str, param: Tensor, value: Tensor) -> None:
+        if value.shape != param.shape:
+            skipped.append(f"{key}: shape {tuple(value.shape)} != {tuple(param.shape)}")
+            return
+        param.copy_(value.to(param.dtype))
+        loaded.append(key)
+
+    with torch.no_grad():
+        for key, param, _, fn in _npz_mapping(model):
+            if key not in arrays:
+                skipped.append(f"{key}: not in file")
+                continue
+            put(key, param, fn(torch.from_numpy(np.ascontiguousarray(arrays[key]))))
+
+        key = "conv_root/kernel"
+        if key in arrays:
+            kernel = torch.from_numpy(np.ascontiguousarray(arrays[key])).permute(3, 2, 0, 1)
+            cin = model.in_channels
+            if cin == 1 and kernel.shape[1] == 3:
+                put(key, model.resnet.root_conv.weight, kernel.sum(dim=1, keepdim=True))
+            elif cin == kernel.shape[1]:
+                put(key, model.resnet.root_conv.weight, kernel)
+            else:
+                skipped.append(f"{key}: {kernel.shape[1]} input channels, model has {cin}")
+
+        key = "Transformer/posembed_input/pos_embedding"
+        if key in arrays:
+            pe = torch.from_numpy(np.ascontiguousarray(arrays[key]))
+            n = pe.shape[1]
+            if round(n**0.5) ** 2 != n:
+                pe = pe[:, 1:]
+            if pe.shape[-1] != model.pos_embed.shape[-1]:
+                skipped.append(f"{key}: width {pe.shape[-1]} != {model.pos_embed.shape[-1]}")
+            else:
+                put(key, model.pos_embed, resize_pos_embed(pe.float(), model.grid))
+    used = {k for k, _, _, _ in _npz_mapping(model)}
+    used |= {"conv_root/kernel", "Transformer/posembed_input/pos_embedding"}
+    unused = sorted(k for k in arrays if k not in used)
+    report = {"loaded": loaded, "skipped": skipped, "unused": unused}
+    model.load_report = report
+    log.info(
+        "TransUNet weights: %d tensors loaded, %d skipped, %d unused in file",
+        len(loaded),
+        len(skipped),
+        len(unused),
+    )
+    return report
+
+
+def build_transunet(
+    in_channels: dict[str, int], img_size: int, weights: str | None = None, **kwargs: Any
+) -> TransUNet:
+    """Registry constructor: channels of all consumed modalities, optional npz weights."""
+    model = TransUNet(sum(in_channels.values()), img_size, **kwargs)
+    if weights:
+        load_r50_vit_npz(model, weights)
+    return model
+
+
+TINY: dict[str, Any] = {
+    "resnet_units": (1, 1, 1),
+    "width": 32,
+    "hidden": 192,
+    "layers": 2,
+    "heads": 4,
+    "mlp_dim": 768,
+    "head_channels": 128,
+    "decoder_channels": (64, 32, 16, 16),
+}
+
+register(
+    ModelEntry(
+        name="transunet",
+        build=build_transunet,
+        variants={
+            "paper": {},
+            "small": {
+                "resnet_units": (2, 2, 3),
+                "width": 32,
+                "hidden": 256,
+                "layers": 4,
+                "heads": 4,
+                "mlp_dim": 1024,
+                "head_channels": 256,
+                "decoder_channels": (128, 64, 32, 16),
+            },
+            "tiny": TINY,
+            "demo": TINY,
+        },
+        modalities=("us", "ceus"),
+        gates_skips=True,
+        paper_params_m=105.28,
+        paper_input={"in_channels": {"us": 3}, "img_size": 224},
+        description="TransUNet R50-ViT-B/16; IMAN's backbone, margin gates the 3 CNN skips",
+        family="framework",
+    )
+)
