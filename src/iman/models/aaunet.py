@@ -27,7 +27,8 @@ Assumptions beyond both (flagged; the full wiring is unpublished, issue #4 unans
   with a training batch of one it normalises with its running statistics instead of raising.
 * Margin: skip features are multiplied by the margin (``gates_skips=True``).
 
-Any input size divisible by 16 works (64-320 included).
+Any input size divisible by 16 works (64-320 included). ``demo`` variant: widths
+(4, 8, 16, 32, 64), 460,402 parameters for a 1-channel input.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ Choices made here:
   (``gates_skips=True``); the 1/16 bottleneck is not gated, as in IMAN's own gating.
 * Parameters at the paper configuration (1-channel US, 1-channel CEUS): 9,281,025,
   identical to the public model (README: 9.281 M). Input sizes: any multiple of 16.
+* ``demo`` variant: widths (8, 8, 16, 32, 32), 147,937 parameters with a 5-frame CEUS input.
 """
 
 from __future__ import annotations
