@@ -265,3 +265,37 @@ def test_dcnet_loss_composition() -> None:
 def test_dcnet_rejects_bad_size() -> None:
     with pytest.raises(ValueError, match="divisible by 16"):
         build_model("dcnet", {"us": 1}, 72, variant="demo")
+
+
+# ------------------------------------------------------------------------- trainer edge cases
+
+@pytest.mark.parametrize("name", SEED_MODELS)
+def test_train_step_with_batch_of_one(name: str) -> None:
+    # the trainer's last batch can hold one case; 1×1-map BatchNorms must not raise
+    model = demo(name).train()
+    x, target = toy_batch(batch=1)
+    model.loss(model(x), target, soft_dice).backward()
+
+
+def test_any_batch_norm_falls_back_to_running_stats() -> None:
+    from iman.models.ggnet import BatchNorm2dAnyBatch
+
+    bn = BatchNorm2dAnyBatch(2).train()
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.tensor([1.0, -1.0]))
+        bn.running_var.copy_(torch.tensor([4.0, 1.0]))
+    y = bn(torch.tensor([3.0, 0.0]).view(1, 2, 1, 1))
+    expected = torch.tensor([(3 - 1) / math.sqrt(4 + bn.eps), (0 + 1) / math.sqrt(1 + bn.eps)])
+    assert torch.allclose(y.flatten(), expected)
+    assert torch.equal(bn.running_mean, torch.tensor([1.0, -1.0]))  # not updated
+    batch = torch.randn(4, 2, 1, 1)
+    assert torch.allclose(bn(batch), torch.nn.BatchNorm2d(2).train()(batch), atol=1e-6)
+
+
+def test_usseg_adversary_accepts_bf16_outputs() -> None:
+    # under CUDA autocast the stored outputs are bfloat16; the adversary runs outside autocast
+    model = demo("usseg").train()
+    x, target = toy_batch()
+    out = {k: v.detach().to(torch.bfloat16) for k, v in model(x).items()}
+    loss = model.adversary_loss(out, target)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)

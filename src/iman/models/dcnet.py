@@ -41,7 +41,8 @@ Assumptions / deviations:
   weights are used).
 * Margin gating: the four foreground-encoder skips entering the CCF modules.
 * Any input size divisible by 16 works (two 4× pools in the decomposition, four 2× in the
-  coupling). Train with batch ≥ 2: the bottleneck DaR has BatchNorm on 1×1 maps.
+  coupling). The bottleneck DaR's BatchNorm on 1×1 maps falls back to running statistics for
+  a training batch of one (PyTorch would raise).
 * Width scale ``base`` (32 in the paper) for the CPU demo; CCF parameters grow with base³.
 """
 
@@ -54,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iman.models.ggnet import BatchNorm2dAnyBatch
 from iman.models.injection import gate
 from iman.models.registry import ModelEntry, register
 
@@ -92,9 +94,10 @@ def harmonic_loss(
     return value.mean()
 
 
-def _cbr(cin: int, cout: int, k: int = 3) -> nn.Sequential:
+def _cbr(cin: int, cout: int, k: int = 3, norm: type[nn.BatchNorm2d] = nn.BatchNorm2d
+         ) -> nn.Sequential:
     """Conv(k×k, same padding) + BN + ReLU."""
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2), nn.BatchNorm2d(cout),
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2), norm(cout),
                          nn.ReLU(inplace=True))
 
 
@@ -203,9 +206,9 @@ class _DaR(nn.Module):
         self.pre_back = _cbr(ch, h, 1)
         self.post_back = _cbr(h, h)
         self.key_dil = nn.ModuleList(self._dilated(h, r) for r in (1, 3, 5))
-        self.key_conv = _cbr(3 * h, h, 1)
+        self.key_conv = _cbr(3 * h, h, 1, BatchNorm2dAnyBatch)
         self.value_dil = nn.ModuleList(self._dilated(h, r) for r in (1, 3, 5))
-        self.value_conv = _cbr(3 * h, h, 1)
+        self.value_conv = _cbr(3 * h, h, 1, BatchNorm2dAnyBatch)
         self.out_conv = _cbr(h, ch, 1)
 
     @staticmethod
@@ -320,8 +323,8 @@ class DCNet(nn.Module):
              base: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
         """λ·Dice(fg) + λ·Dice(bg vs 1 − Y) + Dice(final) + harmonic(final) (Eq. 18, 27)."""
         logits = out["logits"] if isinstance(out, dict) else out
-        total = base(logits, target) + harmonic_loss(torch.sigmoid(logits), target,
-                                                     clamp=self.clamp_harmonic)
+        total = base(logits, target) + harmonic_loss(torch.sigmoid(logits.float()),
+                                                     target.float(), clamp=self.clamp_harmonic)
         if isinstance(out, dict):
             total = total + self.decomp_weight * (base(out["fore"], target)
                                                   + base(out["back"], 1 - target))

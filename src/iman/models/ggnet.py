@@ -37,7 +37,8 @@ Assumptions / deviations:
 * Backbone: timm's ResNet class configured as ResNeXt-101 32×4d (random init; no download);
   ``weights`` may name a local timm-format ResNeXt state dict (or a whole-model state dict).
 * Margin gating: the layer1 skip into the decoder and the four side-branch features.
-* Train with batch ≥ 2: the ASPP image-pooling branch has BatchNorm on a 1×1 map.
+* The ASPP image-pooling BatchNorm (on a 1×1 map) uses its running statistics for a training
+  batch of one, where PyTorch would raise.
 """
 
 from __future__ import annotations
@@ -56,10 +57,26 @@ from iman.models.registry import ModelEntry, register
 __all__ = [
     "ASPP",
     "DGNLB",
+    "BatchNorm2dAnyBatch",
     "GGNet",
     "boundary_map",
     "build_ggnet",
 ]
+
+
+class BatchNorm2dAnyBatch(nn.BatchNorm2d):
+    """BatchNorm2d that also trains on a single value per channel (batch 1 on a 1×1 map).
+
+    With one value per channel batch statistics are undefined (PyTorch raises); such a batch
+    is normalised with the running statistics, which it leaves unchanged.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Batch statistics when defined, else the running ones."""
+        if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                False, 0.0, self.eps)
+        return super().forward(x)
 
 
 def boundary_map(p: Tensor) -> Tensor:
@@ -84,7 +101,7 @@ class ASPP(nn.Module):
                 nn.Conv2d(cin, cout, k, padding=0 if k == 1 else r, dilation=r, bias=False),
                 nn.BatchNorm2d(cout), nn.ReLU()))
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1, bias=False),
-                                  nn.BatchNorm2d(cout), nn.ReLU())
+                                  BatchNorm2dAnyBatch(cout), nn.ReLU())
         self.project = nn.Sequential(
             nn.Conv2d(cout * (len(rates) + 1), cout, 1, bias=False), nn.BatchNorm2d(cout),
             nn.ReLU(), nn.Dropout(0.5))
@@ -228,14 +245,15 @@ class GGNet(nn.Module):
     def loss(self, out: Tensor | dict[str, Tensor], target: Tensor,
              base: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
         """Σ over the 5 outputs of BCE-with-logits + Dice (``base``) + MSE(boundary)."""
+        target = target.float()
         if not isinstance(out, dict):
-            return F.binary_cross_entropy_with_logits(out, target) + base(out, target)
+            return F.binary_cross_entropy_with_logits(out.float(), target) + base(out, target)
         gt_edge = boundary_map(target)
         total = target.new_zeros(())
         for i in range(5):
             o = out["logits"] if i == 0 else out[f"side{i}"]
-            total = total + F.binary_cross_entropy_with_logits(o, target) + base(o, target)
-            total = total + F.mse_loss(out[f"edge{i}"], gt_edge)
+            total = total + F.binary_cross_entropy_with_logits(o.float(), target) + base(o, target)
+            total = total + F.mse_loss(out[f"edge{i}"].float(), gt_edge)
         return total
 
 

@@ -158,7 +158,7 @@ class USSeg(nn.Module):
         try:
             for disc, s in zip(self.adversary, stages):
                 # log(1 - sigmoid(l)) = -softplus(l)
-                total = total - self.beta * F.softplus(disc(torch.sigmoid(s))).mean()
+                total = total - self.beta * F.softplus(disc(torch.sigmoid(s.float()))).mean()
         finally:
             for p, flag in zip(params, flags):
                 p.requires_grad_(flag)
@@ -168,10 +168,10 @@ class USSeg(nn.Module):
         """Paper Eq. 2 summed over the 4 discriminators: real masks vs detached predictions."""
         if not isinstance(out, dict):
             out = {"logits": out, "side2": out, "side3": out, "side4": out}
-        total = target.new_zeros(())
+        total = target.new_zeros((), dtype=torch.float32)
         for disc, s in zip(self.adversary, self.stage_logits(out)):
-            real = disc(target)
-            fake = disc(torch.sigmoid(s.detach()))
+            real = disc(target.float())
+            fake = disc(torch.sigmoid(s.detach().float()))
             total = total + F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
             total = total + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
         return total
