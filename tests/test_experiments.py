@@ -103,5 +103,5 @@ def test_table4_kernel125_is_ceus_only() -> None:
 
 def test_seeds_give_one_spec_each() -> None:
     cfg = validate_config({"seeds": [0, 1, 2]})
-    labels, specs = table_specs(cfg, "table1")[0]
+    _labels, specs = table_specs(cfg, "table1")[0]
     assert [s.seed for s in specs] == [0, 1, 2]

@@ -16,7 +16,7 @@ from iman.data.split import kfold_split, make_split, split_from_source, write_sp
 def _manifest(n_patients: int = 30, doubles: int = 4) -> pd.DataFrame:
     rows = []
     for p in range(n_patients):
-        for k in range(2 if p < doubles else 1):
+        for _k in range(2 if p < doubles else 1):
             rows.append({"case_id": f"C{len(rows):04d}", "patient_id": f"P{p:03d}"})
     return pd.DataFrame(rows)
 

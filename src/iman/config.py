@@ -54,7 +54,8 @@ def _describe(err: jsonschema.ValidationError) -> str:
         where = path if path != "<top level>" else "top level"
         return f"unknown key(s) {extra} under {where}; allowed keys: {allowed}"
     if err.validator == "enum":
-        return f"config key '{path}': {err.instance!r} is not allowed; allowed values: {err.validator_value}"
+        return (f"config key '{path}': {err.instance!r} is not allowed; "
+                f"allowed values: {err.validator_value}")
     return f"config key '{path}': {err.message}"
 
 

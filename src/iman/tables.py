@@ -109,7 +109,8 @@ def build_table(table: str, rows: list[tuple[dict[str, Any], list[dict[str, Any]
                         if modality in s["branches"]]
                 if vals:
                     rec[f"{modality}_{short}"] = float(np.mean(vals))
-                    rec[f"{modality}_{short}_std"] = float(np.std(vals)) if len(vals) > 1 else np.nan
+                    rec[f"{modality}_{short}_std"] = (float(np.std(vals)) if len(vals) > 1
+                                                      else np.nan)
             loops = [s["branches"][modality]["loop"] for s in summaries
                      if modality in s["branches"]]
             if loops:

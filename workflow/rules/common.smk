@@ -8,6 +8,7 @@ from iman.experiments import (
     experiment_name,
     experiment_nodes,
     margin_source,
+    node_for,
     parent_node,
     parse_name,
     table_specs,

@@ -44,7 +44,7 @@ class CaseArrays:
 def _channels(npz: np.lib.npyio.NpzFile, modality: str, frames: list[int] | None) -> np.ndarray:
     if modality == "us":
         img = npz["us"]
-        return img[None] if img.ndim == 2 else np.moveaxis(img, -1, 0)
+        return img[None] if img.ndim == 2 else img  # (S,S) grey or (C,S,S) channel-first
     if frames is None:
         raise ValueError("CEUS input needs frame indices")
     return npz["ceus"][frames]

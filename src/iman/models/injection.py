@@ -22,7 +22,8 @@ def gate(feature: Tensor, margin: Tensor | None) -> Tensor:
     if margin is None:
         return feature
     if margin.shape[-2:] != feature.shape[-2:]:
-        margin = F.interpolate(margin, size=feature.shape[-2:], mode="bilinear", align_corners=False)
+        margin = F.interpolate(margin, size=feature.shape[-2:], mode="bilinear",
+                               align_corners=False)
     return feature * margin.to(feature.dtype)
 
 
@@ -41,7 +42,7 @@ class InputChannelMargin(nn.Module):
             margin = torch.ones_like(x[:, :1])
         return self.inner(torch.cat([x, margin.to(x.dtype)], dim=1), None)
 
-    def loss(self, out: Tensor | dict[str, Tensor], target: Tensor, base) -> Tensor:  # noqa: ANN001
+    def loss(self, out: Tensor | dict[str, Tensor], target: Tensor, base) -> Tensor:
         """Delegate to the inner model's loss when it has one."""
         if hasattr(self.inner, "loss"):
             return self.inner.loss(out, target, base)

@@ -1,0 +1,132 @@
+"""The whole DAG on the smoke config: tables, sharing, re-runs, bad input (real Snakemake)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT, SNAKEMAKE, snakemake
+
+pytestmark = pytest.mark.slow
+
+
+def _config(tmp_path: Path, **changes: dict) -> str:
+    """A copy of the smoke config with some sections replaced; returns its path."""
+    cfg = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    for key, value in changes.items():
+        cfg[key] = {**cfg.get(key, {}), **value}
+    out = tmp_path / "config.yaml"
+    out.write_text(yaml.safe_dump(cfg))
+    return str(out)
+
+
+def test_tables_are_written_with_numbers(smoke_run: Path) -> None:
+    tables = smoke_run / "results" / "tables"
+    for t in ("table1", "table2", "table3", "table4", "table5"):
+        df = pd.read_csv(tables / f"{t}.csv")
+        assert len(df) > 0
+        dsc = [c for c in df.columns if c.endswith("_dsc") and not c.startswith("paper_")]
+        assert dsc and df[dsc].notna().any().all()
+        assert ((df[dsc].fillna(0.5) >= 0) & (df[dsc].fillna(0.5) <= 1)).all().all()
+        md = (tables / f"{t}.md").read_text()
+        assert "paper" in md and "row-HD" in md
+        assert (tables / f"{t}.tex").read_text().startswith("%")
+    t1 = pd.read_csv(tables / "table1.csv")
+    assert list(t1["method"]) == ["UNet", "FPN", "IMAN"]
+    assert t1.loc[0, "paper_us_dsc"] == pytest.approx(0.7805)
+
+
+def test_figures_and_cost_table(smoke_run: Path) -> None:
+    figs = smoke_run / "results" / "figures"
+    for name in ("fig3_qualitative", "margins_pathway", "table4_heatmap", "ablation_table2",
+                 "ablation_table5", "training_curves_table2", "dsc_distribution"):
+        assert (figs / f"{name}.png").stat().st_size > 1000
+        assert (figs / f"{name}.pdf").stat().st_size > 1000
+    cost = pd.read_csv(smoke_run / "results" / "tables" / "cost.csv")
+    assert "TOTAL" in cost.astype(str).to_string()
+
+
+def test_nothing_left_to_do_and_shared_jobs_listed_once(smoke_run: Path) -> None:
+    proc = snakemake(smoke_run, "-n", "tables", "figures")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_dry_run_lists_each_shared_training_job_once(tmp_path: Path) -> None:
+    out = snakemake(tmp_path, "-n", "tables", "--quiet", "rules").stdout
+    proc = snakemake(tmp_path, "-n", "tables")
+    jobs = re.findall(r"rule train:\n(?:.*\n)*?\s+wildcards: (.*)", proc.stdout)
+    assert jobs and len(jobs) == len(set(jobs))
+    baseline = [j for j in jobs if "unet.demo__gate__-__none" in j and "modality=us" in j]
+    assert len(baseline) == 1  # UNet US baseline: Tables I, II, IV, V share it
+    assert "train" in out
+
+
+def test_touching_a_plotting_input_reruns_only_that_figure(smoke_run: Path) -> None:
+    (smoke_run / "results" / "tables" / "table4.csv").touch()
+    proc = snakemake(smoke_run, "-n", "figures", "--quiet", "rules")
+    text = proc.stdout + proc.stderr
+    assert "fig_table4" in text and "train" not in text and "fig_qualitative" not in text
+
+
+def test_killed_snakemake_resumes_training_and_keeps_finished_jobs(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, train={"max_epochs": 8, "patience": 8})
+    snakemake(tmp_path, "data", config=cfg)
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--cores",
+           "1", "tables", "--configfile", cfg]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    runs = tmp_path / "results" / "runs"
+    t0 = time.time()
+    while time.time() - t0 < 600:
+        done = list(runs.glob("*/*/loop0/best.pt"))
+        resumes = [p for p in runs.glob("*/*/loop*/resume.pt") if not
+                   (p.parent / "pred.npz").exists()]
+        if done and resumes:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("no training job in progress to kill")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p: p.stat().st_mtime for p in done}
+    killed_dir = resumes[0].parent
+    shutil.rmtree(tmp_path / ".snakemake" / "locks", ignore_errors=True)
+    rerun = snakemake(tmp_path, "tables", "--rerun-incomplete", config=cfg)
+    assert rerun.returncode == 0
+    assert all(p.stat().st_mtime == t for p, t in finished.items())  # not retrained
+    hist = pd.read_csv(killed_dir / "history.csv")
+    assert list(hist["epoch"]) == list(range(len(hist)))  # continued, no epoch repeated
+
+
+def test_broken_case_sheet_fails_with_one_report_and_no_manifest(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    data = tmp_path / "data"
+    (data / "ceus" / "C2").mkdir(parents=True)
+    img = np.full((64, 64), 100, np.uint8)
+    cv2.imwrite(str(data / "us1.png"), img)
+    cv2.imwrite(str(data / "empty.png"), np.zeros((64, 64), np.uint8))
+    (data / "corrupt.png").write_bytes(b"not a png")
+    cv2.imwrite(str(data / "ceus" / "C2" / "0.png"), img)
+    sheet = tmp_path / "cases.csv"
+    sheet.write_text(
+        "case_id,patient_id,us_image,us_mask,ceus,ceus_mask\n"
+        "C1,P1,data/us1.png,data/missing.png,data/ceus/C1,data/empty.png\n"
+        "C2,,data/corrupt.png,data/empty.png,data/ceus/C2,data/empty.png\n")
+    cfg = _config(tmp_path, dataset={"source": "sheet", "root": str(sheet), "min_frames": 3})
+    proc = snakemake(tmp_path, "data", config=cfg, check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "results" / "logs" / "ingest.log").read_text()
+    for needle in ("C1", "missing.png", "C2", "corrupt.png", "patient", "empty"):
+        assert needle in log
+    assert not (tmp_path / "results" / "data" / "manifest.csv").exists()
+    assert not (tmp_path / "results" / "data" / "cache").exists()
