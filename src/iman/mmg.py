@@ -35,8 +35,8 @@ Edge cases:
   itself is not treated as a lesion boundary (OpenCV's default for erosion).
 
 :func:`margin_mask` runs OpenCV on CPU; :func:`margin_mask_torch` computes the same band for
-a batch with grouped convolutions (a count of footprint pixels compared with 0), meant for
-GPU batches; on CPU OpenCV is much faster.
+a batch on the tensor's device (footprint counts from row-run prefix sums, compared with 0),
+meant for GPU batches; on CPU OpenCV is faster.
 """
 
 from __future__ import annotations
@@ -149,30 +149,43 @@ def margin_mask(
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
+def _footprint_count(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """Per-pixel sum of ``x`` (B, 1, S, S) over a centred ``kh×kw`` ellipse, zero outside.
+
+    Every row of the (convex, symmetric) footprint is one centred run of ``2w + 1`` pixels,
+    so the sum is ``kh`` run sums read from a horizontal prefix sum: O(S²·kh) cheap tensor
+    ops instead of a dense O(S²·kh·kw) convolution. Exact for 0/1 input.
+    """
+    s_h, s_w = x.shape[-2:]
+    half = (ellipse_footprint(kh, kw).sum(axis=1).astype(int) - 1) // 2
+    ry, rx = kh // 2, kw // 2
+    prefix = F.pad(x, (rx + 1, rx, ry, ry)).cumsum(dim=-1)
+    out = torch.zeros_like(x)
+    for dy, w in enumerate(half.tolist()):
+        rows = prefix[..., dy : dy + s_h, :]
+        out += rows[..., rx + 1 + w : rx + 1 + w + s_w] - rows[..., rx - w : rx - w + s_w]
+    return out
+
+
 def band_torch(
     binary: torch.Tensor, kernel_px: float, orig_sizes: Sequence[tuple[int, int]]
 ) -> torch.Tensor:
-    """Hard band of a ``(B, 1, S, S)`` 0/1 float batch, one element per case (grouped conv).
+    """Hard band of a ``(B, 1, S, S)`` 0/1 float batch, one element per case.
 
-    Dilation: the footprint-weighted count of foreground pixels is > 0 (zero padding =
-    background outside). Erosion: the count of background pixels is 0 (zero padding of the
-    complement = foreground outside). Elements of different sizes are centred in one
-    ``max(kh)×max(kw)`` weight so the whole batch is a single convolution.
+    Dilation: the count of foreground pixels under the element is > 0 (outside =
+    background). Erosion: the count of background pixels under it is 0 (outside =
+    foreground). Cases are grouped by element size; each group is one set of tensor ops.
     """
-    n, _, s, _ = binary.shape
-    axes = [kernel_axes(kernel_px, tuple(o), s) for o in orig_sizes]
-    kh_max = max(a[0] for a in axes)
-    kw_max = max(a[1] for a in axes)
-    weight = torch.zeros((n, 1, kh_max, kw_max), dtype=binary.dtype)
-    for i, (kh, kw) in enumerate(axes):
-        y0, x0 = (kh_max - kh) // 2, (kw_max - kw) // 2
-        weight[i, 0, y0 : y0 + kh, x0 : x0 + kw] = torch.from_numpy(ellipse_footprint(kh, kw))
-    weight = weight.to(binary.device)
-    pad = (kh_max // 2, kw_max // 2)
-    fg = binary.transpose(0, 1)
-    outer = F.conv2d(fg, weight, padding=pad, groups=n) > 0.5
-    inner = F.conv2d(1.0 - fg, weight, padding=pad, groups=n) < 0.5
-    return (outer & ~inner).transpose(0, 1).to(binary.dtype)
+    s = binary.shape[-1]
+    axes = [kernel_axes(kernel_px, (int(o[0]), int(o[1])), s) for o in orig_sizes]
+    out = torch.empty_like(binary)
+    for kh, kw in sorted(set(axes)):
+        idx = torch.tensor([i for i, a in enumerate(axes) if a == (kh, kw)], device=binary.device)
+        fg = binary.index_select(0, idx)
+        outer = _footprint_count(fg, kh, kw) > 0.5
+        inner = _footprint_count(1.0 - fg, kh, kw) < 0.5
+        out[idx] = (outer & ~inner).to(binary.dtype)
+    return out
 
 
 def _separable_blur(x: torch.Tensor, k1d: np.ndarray) -> torch.Tensor:
