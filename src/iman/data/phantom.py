@@ -139,11 +139,11 @@ def _lesion(rng: np.random.Generator, anatomy: dict[str, float | str]) -> dict[s
     n_lobes = 5
     spiculated = bool(rng.random() < 0.35)
     lob = rng.uniform(0.0, 0.12, n_lobes) * np.array([1.0, 0.8, 0.6, 0.45, 0.35])
-    # a fifth of the lesions is nearly isoechoic (hard), the rest clearly hypoechoic
-    if rng.random() < 0.2:
+    # about one lesion in seven is nearly isoechoic (hard), the rest clearly hypoechoic
+    if rng.random() < 0.15:
         contrast = float(rng.uniform(ISOECHOIC_CONTRAST, 0.97))
     else:
-        contrast = float(rng.uniform(0.1, 0.6))
+        contrast = float(rng.uniform(0.05, 0.45))
     return {
         "cx": float(rng.uniform(0.28, 0.72)),
         "cy": float(rng.uniform(cy_lo, cy_hi)),
@@ -159,8 +159,8 @@ def _lesion(rng: np.random.Generator, anatomy: dict[str, float | str]) -> dict[s
         "infiltration": float(rng.uniform(0.25, 0.6)),
         "n_vessels": int(rng.integers(2, 6)),
         "lesion_peak": float(rng.uniform(0.55, 1.0)),
-        "infiltration_ratio": float(rng.uniform(0.45, 0.85)),
-        "background_peak": float(rng.uniform(0.08, 0.22)),
+        "infiltration_ratio": float(rng.uniform(0.4, 0.8)),
+        "background_peak": float(rng.uniform(0.1, 0.26)),
         "arrival": float(rng.uniform(0.1, 0.22)),
         "time_to_peak": float(rng.uniform(0.12, 0.28)),
         "washout": float(rng.uniform(1.5, 3.5)),
@@ -364,7 +364,7 @@ def _render_us(rng: np.random.Generator, spec: CaseSpec, core_soft: np.ndarray,
     layered = _smooth_noise(rng, (h, w), (3 * s, 30 * s))
     coarse = _smooth_noise(rng, (h, w), (25 * s, 40 * s))
     gland_echo = spec.gland_echo * (1.0 + 0.25 * layered + 0.15 * coarse)
-    ducts = np.clip(_smooth_noise(rng, (h, w), (4 * s, 26 * s)) - 1.6, 0, None)
+    ducts = np.clip(_smooth_noise(rng, (h, w), (4 * s, 26 * s)) - 2.0, 0, None)
     gland_echo = gland_echo * (1.0 - np.clip(1.8 * ducts, 0, 0.8))
     echo = np.where(layer == 2, gland_echo, echo)
     # deep: retromammary fat then striated pectoral muscle
