@@ -199,7 +199,7 @@ register(
         build=build_usseg,
         variants={
             "paper": {},
-            "demo": {"widths": (8, 16, 32, 64, 128), "disc_widths": (8, 16, 32, 64)},
+            "demo": {"widths": (8, 16, 32, 64, 128), "disc_widths": (4, 8, 16, 32)},
         },
         modalities=("us",),
         gates_skips=True,
