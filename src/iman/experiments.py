@@ -25,9 +25,12 @@ __all__ = [
     "MODALITIES",
     "Node",
     "Spec",
+    "all_table_nodes",
     "branch_modalities",
+    "curve_specs",
     "experiment_name",
     "experiment_nodes",
+    "iman_spec",
     "margin_source",
     "node_for",
     "parent_node",
@@ -250,3 +253,35 @@ def table_specs(cfg: dict[str, Any], table: str) -> list[tuple[dict[str, Any], l
     else:
         raise ValueError(f"unknown table {table!r}")
     return rows
+
+
+TABLES = ("table1", "table2", "table3", "table4", "table5")
+
+
+def all_table_nodes(cfg: dict[str, Any]) -> list[Node]:
+    """Every node any configured table reports from, and the earlier loops they build on."""
+    nodes: dict[Node, None] = {}
+    for table in TABLES:
+        for _, specs in table_specs(cfg, table):
+            for spec in specs:
+                for n in experiment_nodes(spec):
+                    for loop in range(n.loop + 1):
+                        nodes[node_for(spec, n.modality, loop)] = None
+    return list(nodes)
+
+
+def iman_spec(cfg: dict[str, Any]) -> Spec:
+    """The IMAN experiment of Table I (first seed)."""
+    return table_specs(cfg, "table1")[-1][1][0]
+
+
+def curve_specs(cfg: dict[str, Any], table: str) -> list[tuple[str, Spec]]:
+    """(panel label, spec) of the looped ablation rows of Table II or V (first seed)."""
+    out = []
+    for labels, specs in table_specs(cfg, table):
+        spec = specs[0]
+        if spec.loops:
+            tag = ("MMG" if spec.loops == 1
+                   else "IMAN" if spec.routing == "cross" else "MMG+ITP")
+            out.append((f"{labels.get('backbone', spec.method)} {tag}", spec))
+    return out

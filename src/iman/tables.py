@@ -193,10 +193,31 @@ TITLES = {
 }
 
 
+def _html(title: str, blocks: list[tuple[str, pd.DataFrame]]) -> str:
+    """A self-contained HTML page (readable inside the Snakemake report)."""
+    import html
+    import re
+
+    def cell(v: str) -> str:
+        return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(str(v)))
+
+    parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             "<style>body{font-family:sans-serif}table{border-collapse:collapse;margin:8px 0}"
+             "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
+             "th{background:#eee}</style></head><body>", f"<h2>{html.escape(title)}</h2>"]
+    for caption, df in blocks:
+        parts.append(f"<p>{html.escape(caption)}</p><table><tr>"
+                     + "".join(f"<th>{html.escape(c)}</th>" for c in df.columns) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>"
+                  for r in df.itertuples(index=False)]
+        parts.append("</table>")
+    return "\n".join([*parts, "</body></html>"])
+
+
 def write_table(table: str, df: pd.DataFrame, out_stem: Path) -> list[Path]:
-    """Write ``{stem}.csv``, ``.md`` (both metric families) and ``.tex``."""
+    """Write ``{stem}.csv``, ``.md`` and ``.html`` (both metric families) and ``.tex``."""
     out_stem.parent.mkdir(parents=True, exist_ok=True)
-    csv, md, tex = (out_stem.with_suffix(s) for s in (".csv", ".md", ".tex"))
+    csv, md, tex, page = (out_stem.with_suffix(s) for s in (".csv", ".md", ".tex", ".html"))
     df.to_csv(csv, index=False)
     standard = _display(df, ("dsc", "hd"))
     extra = _display(df, ("hd95",))
@@ -212,4 +233,8 @@ def write_table(table: str, df: pd.DataFrame, out_stem: Path) -> list[Path]:
         _markdown(compat), ""]))
     tex.write_text(f"% {TITLES[table]} -- standard metrics\n{_latex(standard)}\n\n"
                    f"% paper-compatible metrics\n{_latex(compat)}\n")
-    return [csv, md, tex]
+    page.write_text(_html(TITLES[table], [
+        ("Standard metrics, test split: reproduced (printed paper value)", standard),
+        ("HD95 (mm)", extra),
+        ("Paper-compatible metrics (soft Dice; row-vector Hausdorff, not mm)", compat)]))
+    return [csv, md, tex, page]

@@ -1,23 +1,6 @@
 # Data stage: phantom (embedded default) or a user's dataset -> manifest + cache -> split, frames.
 
 
-def get_ingest_root(wildcards) -> list[str]:
-    """The case sheet to ingest when it is a file the DAG knows (phantom or sheet)."""
-    src = config["dataset"]["source"]
-    if src == "phantom":
-        return [f"{R}/phantom/cases.csv"]
-    if src == "sheet":
-        return [config["dataset"]["root"]]
-    return []
-
-
-def all_frame_files() -> list[str]:
-    """Frame files every configured table needs."""
-    fr = config["frames"]
-    Ts = sorted({fr["T"], *config["tables"]["table3"]["frames"]})
-    return [frames_file(T, fr["step"], fr["strategy"]) for T in Ts]
-
-
 rule phantom:
     output:
         sheet=f"{R}/phantom/cases.csv",
@@ -26,6 +9,8 @@ rule phantom:
     log:
         f"{R}/logs/phantom.log",
     localrule: True
+    conda:
+        ENV
     script:
         "../scripts/phantom.py"
 
@@ -44,6 +29,8 @@ rule ingest:
     log:
         f"{R}/logs/ingest.log",
     localrule: True
+    conda:
+        ENV
     script:
         "../scripts/ingest.py"
 
@@ -58,6 +45,8 @@ rule split:
     log:
         f"{R}/logs/split.log",
     localrule: True
+    conda:
+        ENV
     script:
         "../scripts/split.py"
 
@@ -71,6 +60,8 @@ rule frames:
     log:
         f"{R}/logs/frames/T{{T}}_s{{step}}_{{strategy}}.log",
     localrule: True
+    conda:
+        ENV
     script:
         "../scripts/frames.py"
 

@@ -3,16 +3,18 @@
 
 rule evaluate:
     input:
-        pred=NODE_DIR + "/pred.npz",
+        pred=f"{NODE_DIR}/pred.npz",
         manifest=f"{R}/data/manifest.csv",
         splits=f"{R}/data/splits.json",
     output:
-        NODE_DIR + "/metrics.csv",
+        f"{NODE_DIR}/metrics.csv",
     params:
         fold=config["split"]["fold"],
     log:
-        R + "/logs/evaluate/{run}/{modality}/loop{loop}.log",
+        f"{R}/logs/evaluate/{{run}}/{{modality}}/loop{{loop}}.log",
     localrule: True
+    conda:
+        ENV
     script:
         "../scripts/evaluate.py"
 
@@ -28,5 +30,7 @@ rule summarize:
     log:
         f"{R}/logs/summarize/{{exp}}.log",
     localrule: True
+    conda:
+        ENV
     script:
         "../scripts/summarize.py"

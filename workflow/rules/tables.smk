@@ -1,4 +1,4 @@
-# Tables I-V: cheap rules made only from experiment summaries (restyling never retrains).
+# Tables I-V and the cost table: cheap rules made only from summaries (never retrain).
 
 
 rule table:
@@ -13,40 +13,24 @@ rule table:
         ),
         md=f"{R}/tables/{{table}}.md",
         tex=f"{R}/tables/{{table}}.tex",
+        html=report(
+            f"{R}/tables/{{table}}.html",
+            caption="../report/{table}.rst",
+            category="Tables",
+            labels={"table": "{table} (rendered)"},
+        ),
     log:
         f"{R}/logs/tables/{{table}}.log",
     localrule: True
+    conda:
+        ENV
     script:
         "../scripts/table.py"
 
 
 rule tables:
     input:
-        expand(f"{R}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md", "tex"]),
-
-
-def all_table_nodes() -> list:
-    """Every training node any configured table reports from (and their earlier loops)."""
-    nodes = {}
-    for table in TABLES:
-        for _, specs in table_specs(config, table):
-            for spec in specs:
-                for n in experiment_nodes(spec):
-                    for loop in range(n.loop + 1):
-                        node = node_for(spec, n.modality, loop)
-                        nodes[node] = None
-    return list(nodes)
-
-
-def get_cost_histories(wildcards) -> list[str]:
-    """history.csv of every training node."""
-    return [node_dir(n) + "/history.csv" for n in all_table_nodes()]
-
-
-def get_cost_benchmarks(wildcards) -> list[str]:
-    """benchmark TSV of every training node (written beside the job, not a rule output)."""
-    return [f"{R}/benchmarks/train/{n.run}/{n.modality}/loop{n.loop}.tsv"
-            for n in all_table_nodes()]
+        expand(f"{R}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md", "tex", "html"]),
 
 
 rule cost:
@@ -59,5 +43,7 @@ rule cost:
     log:
         f"{R}/logs/tables/cost.log",
     localrule: True
+    conda:
+        ENV
     script:
         "../scripts/cost.py"

@@ -82,8 +82,11 @@ def register(entry: ModelEntry) -> ModelEntry:
 
 
 def get_entry(name: str) -> ModelEntry:
-    """Look a method up; unknown names list the valid ones."""
-    _load_all()
+    """Look a method up (importing only its module); unknown names list the valid ones."""
+    if name not in REGISTRY:
+        _load_module_of(name)
+    if name not in REGISTRY:
+        _load_all()
     if name not in REGISTRY:
         raise UnknownModelError(
             f"unknown model {name!r}; registered models: {', '.join(sorted(REGISTRY))}"
@@ -127,6 +130,18 @@ def count_parameters(model: nn.Module) -> int:
 
 
 _LOADED = False
+_SMP = ("unet", "fpn", "unetpp", "deeplabv3")
+
+
+def _load_module_of(name: str) -> None:
+    """Import the one module that registers ``name`` (module = name, or the smp module)."""
+    import importlib
+
+    from iman.models import MODEL_MODULES
+
+    module = "smp_models" if name in _SMP else name
+    if module in MODEL_MODULES:
+        importlib.import_module(f"iman.models.{module}")
 
 
 def _load_all() -> None:
