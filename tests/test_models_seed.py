@@ -104,6 +104,15 @@ def test_demo_forward_backward(name: str, with_margin: bool) -> None:
 
 
 @pytest.mark.parametrize("name", SEED_MODELS)
+@pytest.mark.parametrize("size", [96, pytest.param(320, marks=pytest.mark.slow)])
+def test_other_sizes(name: str, size: int) -> None:
+    model = demo(name).eval()
+    with torch.no_grad():
+        y = model(torch.randn(1, 1, size, size), torch.rand(1, 1, size, size))
+    assert y.shape == (1, 1, size, size)
+
+
+@pytest.mark.parametrize("name", SEED_MODELS)
 def test_margin_gates(name: str) -> None:
     model = demo(name).eval()
     x, _ = toy_batch()
