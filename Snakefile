@@ -1,11 +1,13 @@
 # IMAN experiment workflow: data -> training loops -> margins -> evaluation -> tables/figures.
 # Thin on purpose: logic lives in src/iman, rules in workflow/rules (see README.md).
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
 include: "workflow/rules/common.smk"

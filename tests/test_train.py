@@ -18,7 +18,7 @@ from iman.losses import SegLoss, dice_loss
 from iman.train import Trainer, build_from_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _train_job import config, toy_data  # noqa: E402
+from _train_job import config, toy_data
 
 JOB = Path(__file__).parent / "_train_job.py"
 
@@ -109,3 +109,11 @@ def test_killed_job_resumes_to_the_same_result(tmp_path: Path, reference: Path,
     (h_ref, w_ref), (h_out, w_out) = _final(ref), _final(out)
     pd.testing.assert_frame_equal(h_ref, h_out)
     assert all(torch.equal(w_ref[k], w_out[k]) for k in w_ref)
+
+
+def test_no_training_batch_of_one() -> None:
+    from iman.train import _batches
+
+    assert [len(b) for b in _batches(torch.arange(17), 8)] == [8, 9]
+    assert [len(b) for b in _batches(torch.arange(16), 8)] == [8, 8]
+    assert torch.equal(torch.cat(_batches(torch.arange(17), 8)), torch.arange(17))

@@ -153,9 +153,7 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(epoch)
         data, n, total = self.train_data, len(self.train_data.case_ids), 0.0
-        order = torch.randperm(n, generator=self.gen)
-        for i in range(0, n, self.cfg.batch_size):
-            idx = order[i:i + self.cfg.batch_size]
+        for idx in _batches(torch.randperm(n, generator=self.gen), self.cfg.batch_size):
             m = data.margin[idx] if data.margin is not None else None
             x, y, m = augment_batch(data.x[idx], data.y[idx], m, self.aug, self.gen)
             x, y = x.to(self.device), y.to(self.device)
@@ -277,6 +275,15 @@ class Trainer:
 
     def _on_sigterm(self, signum: int, frame: object) -> None:
         self._stop_requested = True
+
+
+def _batches(order: Tensor, size: int) -> list[Tensor]:
+    """Consecutive batches of ``order``; a trailing batch of one joins the previous one
+    (BatchNorm cannot train on a single sample with 1×1 maps)."""
+    batches = list(torch.split(order, size))
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
 
 
 def _rng_state(gen: torch.Generator) -> dict[str, Any]:
