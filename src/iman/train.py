@@ -124,7 +124,8 @@ class Trainer:
         adversary = getattr(self.model, "adversary", None)
         adv_ids = {id(p) for p in adversary.parameters()} if adversary is not None else set()
         gen_params = [p for p in self.model.parameters() if id(p) not in adv_ids]
-        self.opt = torch.optim.AdamW(gen_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.AdamW(gen_params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                     foreach=True)
         self.adv_opt = (torch.optim.AdamW(adversary.parameters(), lr=cfg.lr,
                                           weight_decay=cfg.weight_decay)
                         if adversary is not None else None)

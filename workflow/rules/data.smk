@@ -41,6 +41,7 @@ rule split:
     output:
         f"{R}/data/splits.json",
     params:
+        step="split",
         split=config["split"],
     log:
         f"{R}/logs/split.log",
@@ -48,7 +49,7 @@ rule split:
     conda:
         ENV
     script:
-        "../scripts/split.py"
+        "../scripts/step.py"
 
 
 rule frames:
@@ -57,13 +58,15 @@ rule frames:
         cache=f"{R}/data/cache",
     output:
         f"{R}/data/frames/T{{T}}_s{{step}}_{{strategy}}.json",
+    params:
+        step="frames",
     log:
         f"{R}/logs/frames/T{{T}}_s{{step}}_{{strategy}}.log",
     localrule: True
     conda:
         ENV
     script:
-        "../scripts/frames.py"
+        "../scripts/step.py"
 
 
 rule data:

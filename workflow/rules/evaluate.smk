@@ -9,6 +9,7 @@ rule evaluate:
     output:
         f"{NODE_DIR}/metrics.csv",
     params:
+        step="evaluate",
         fold=config["split"]["fold"],
     log:
         f"{R}/logs/evaluate/{{run}}/{{modality}}/loop{{loop}}.log",
@@ -16,7 +17,7 @@ rule evaluate:
     conda:
         ENV
     script:
-        "../scripts/evaluate.py"
+        "../scripts/step.py"
 
 
 rule summarize:
@@ -26,6 +27,7 @@ rule summarize:
         summary=f"{R}/experiments/{{exp}}/summary.json",
         per_case=f"{R}/experiments/{{exp}}/per_case.csv",
     params:
+        step="summarize",
         nodes=get_summary_nodes,
     log:
         f"{R}/logs/summarize/{{exp}}.log",
@@ -33,4 +35,4 @@ rule summarize:
     conda:
         ENV
     script:
-        "../scripts/summarize.py"
+        "../scripts/step.py"

@@ -21,11 +21,14 @@ rule table:
         ),
     log:
         f"{R}/logs/tables/{{table}}.log",
+    params:
+        step="table",
+        config=config,
     localrule: True
     conda:
         ENV
     script:
-        "../scripts/table.py"
+        "../scripts/step.py"
 
 
 rule tables:
@@ -39,6 +42,7 @@ rule cost:
     output:
         f"{R}/tables/cost.csv",
     params:
+        step="cost",
         benchmarks=get_cost_benchmarks,
     log:
         f"{R}/logs/tables/cost.log",
@@ -46,4 +50,4 @@ rule cost:
     conda:
         ENV
     script:
-        "../scripts/cost.py"
+        "../scripts/step.py"

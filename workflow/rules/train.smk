@@ -34,6 +34,7 @@ rule margins:
     output:
         f"{NODE_DIR}/margins_k{{kernel}}_{{filter}}.npz",
     params:
+        step="margins",
         threshold=config["mmg"]["threshold"],
     log:
         f"{R}/logs/margins/{{run}}/{{modality}}/loop{{loop}}_k{{kernel}}_{{filter}}.log",
@@ -45,4 +46,4 @@ rule margins:
     conda:
         ENV
     script:
-        "../scripts/margins.py"
+        "../scripts/step.py"

@@ -57,12 +57,20 @@ def build_smp(
     channels = sum(in_channels.values())
     net = _ARCHS[arch](encoder_name=encoder, encoder_weights=None, in_channels=channels,
                        classes=1, **kwargs)
+    _prune_unused_stages(net.encoder, kwargs.get("encoder_depth", 5))
     if weights:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         missing, unexpected = net.encoder.load_state_dict(state, strict=False)
         if len(missing) == len(net.encoder.state_dict()):
             raise ValueError(f"{weights}: no encoder weight matched ({len(unexpected)} unused)")
     return GatedSMP(net, gate_deepest=arch == "deeplabv3")
+
+
+def _prune_unused_stages(encoder: nn.Module, depth: int) -> None:
+    """Drop ResNet stages a shallow encoder never runs (smp builds all five)."""
+    for stage, name in ((4, "layer3"), (5, "layer4")):
+        if depth < stage and hasattr(encoder, name):
+            delattr(encoder, name)
 
 
 def _entry(arch: str, label: str, params_m: float, demo: dict[str, Any]) -> ModelEntry:
@@ -80,12 +88,11 @@ def _entry(arch: str, label: str, params_m: float, demo: dict[str, Any]) -> Mode
     )
 
 
-_DEMO_ENCODER = {"encoder": "resnet18", "encoder_depth": 4}
-register(_entry("unet", "UNet", 32.521105, {**_DEMO_ENCODER,
-                                            "decoder_channels": (64, 32, 24, 16)}))
-register(_entry("fpn", "FPN", 26.117057, {"encoder": "resnet18", "decoder_pyramid_channels": 64,
-                                          "decoder_segmentation_channels": 32}))
-register(_entry("unetpp", "UNet++", 48.985745, {**_DEMO_ENCODER,
-                                                "decoder_channels": (48, 32, 24, 16)}))
-register(_entry("deeplabv3", "DeepLabV3", 39.633729, {"encoder": "resnet18",
-                                                      "decoder_channels": 64}))
+# demo: a ResNet-18 cut after its 3rd/4th stage (the rest is never built), narrow decoders
+_R18_D3 = {"encoder": "resnet18", "encoder_depth": 3}
+register(_entry("unet", "UNet", 32.521105, {**_R18_D3, "decoder_channels": (32, 24, 16)}))
+register(_entry("fpn", "FPN", 26.117057, {"encoder": "resnet18", "encoder_depth": 4,
+                                          "decoder_pyramid_channels": 64,
+                                          "decoder_segmentation_channels": 32, "upsampling": 2}))
+register(_entry("unetpp", "UNet++", 48.985745, {**_R18_D3, "decoder_channels": (24, 16, 8)}))
+register(_entry("deeplabv3", "DeepLabV3", 39.633729, {**_R18_D3, "decoder_channels": 64}))
