@@ -102,3 +102,17 @@ def test_broken_image_is_reported(browser: None, report_html: Path, tmp_path: Pa
     broken.write_text(text.replace("base64,iVBORw0KGgo", "base64,AAAAAAAAAAA"))
     problems = check_report(broken, tmp_path / "shot.png", ["Disc figure"])
     assert problems == ["Figures/Qualitative: Disc figure: image did not load (naturalWidth == 0)"]
+
+
+@pytest.mark.slow
+def test_workflow_report_shows_every_table_and_figure(browser: None, smoke_run: Path) -> None:
+    """The real report of the smoke run, opened as a person would; screenshot kept."""
+    results = smoke_run / "results"
+    expect = [f"table{i}" for i in range(1, 6)] + [
+        "Fig. 3 qualitative", "X pathway: margins per loop", "Table IV heatmap",
+        "ablation bars table2", "ablation bars table5", "training curves table2",
+        "training curves table5", "DSC distribution"]
+    shot = results / "report_screenshot.png"
+    problems = check_report(results / "report.html", shot, expect)
+    assert problems == []
+    assert shot.stat().st_size > 10_000
