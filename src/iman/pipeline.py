@@ -15,7 +15,7 @@ import pandas as pd
 
 from iman.experiments import Node, parse_name
 
-__all__ = ["evaluate_node", "make_margins_node", "read_split", "train_node", "train_config"]
+__all__ = ["evaluate_node", "make_margins_node", "read_split", "train_config", "train_node"]
 
 
 def read_split(splits_file: Path, fold: int = 0) -> dict[str, list[str]]:
@@ -27,7 +27,7 @@ def _variant_weights(cfg: dict[str, Any], method: str) -> str | None:
     return cfg["model"]["weights"].get(method)
 
 
-def train_config(cfg: dict[str, Any], node: Node, threads: int = 1):  # noqa: ANN201
+def train_config(cfg: dict[str, Any], node: Node, threads: int = 1):
     """The :class:`~iman.train.TrainConfig` of one node (model, data shape, protocol)."""
     from iman.models import get_entry
     from iman.train import TrainConfig

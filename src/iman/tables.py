@@ -99,11 +99,12 @@ def build_table(table: str, rows: list[tuple[dict[str, Any], list[dict[str, Any]
                 ) -> pd.DataFrame:
     """One CSV row per table row: labels, reproduced mean/std per seed set, paper values."""
     records = []
+    modalities = ("ceus",) if table == "table3" else ("us", "ceus")  # Table III: CEUS only
     for labels, summaries in rows:
         rec: dict[str, Any] = dict(labels)
         if "method" in labels:
             rec["method"] = METHOD_LABELS.get(labels["method"], labels["method"])
-        for modality in ("us", "ceus"):
+        for modality in modalities:
             for short, (col, _) in REPORTED.items():
                 vals = [s["branches"][modality]["test"][col]["mean"] for s in summaries
                         if modality in s["branches"]]
@@ -140,6 +141,8 @@ def _display(df: pd.DataFrame, family: tuple[str, str]) -> pd.DataFrame:
                               "kernel", "filter") if c in df]
     out = df[label_cols].astype(str).copy()
     for modality in ("us", "ceus"):
+        if f"{modality}_dsc" not in df:
+            continue
         for short in family:
             col, higher = f"{modality}_{short}", REPORTED[short][1]
             best = _best(df, col, higher)
