@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iman.models.blocks import double_conv
 from iman.models.injection import gate
 from iman.models.registry import ModelEntry, register
 
@@ -50,27 +51,12 @@ __all__ = ["CEUSegNet", "CrossModalFusion", "CrossModalSegAttention", "build_ceu
 PAPER_WIDTHS = (64, 64, 128, 256, 256)
 
 
-class _DoubleConv(nn.Sequential):
-    """(3x3 conv -> BN -> ReLU) x 2, optional narrower middle."""
-
-    def __init__(self, c_in: int, c_out: int, mid: int | None = None) -> None:
-        mid = mid or c_out
-        super().__init__(
-            nn.Conv2d(c_in, mid, 3, padding=1),
-            nn.BatchNorm2d(mid),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(mid, c_out, 3, padding=1),
-            nn.BatchNorm2d(c_out),
-            nn.ReLU(inplace=True),
-        )
-
-
 class _ResidualStage(nn.Module):
     """DoubleConv + 1x1 conv-BN projection shortcut, added, ReLU, 2x max-pool."""
 
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
-        self.body = _DoubleConv(c_in, c_out)
+        self.body = double_conv(c_in, c_out)
         self.proj = nn.Sequential(nn.Conv2d(c_in, c_out, 1), nn.BatchNorm2d(c_out))
         self.pool = nn.MaxPool2d(2)
 
@@ -84,7 +70,7 @@ class _Encoder(nn.Module):
 
     def __init__(self, c_in: int, widths: tuple[int, ...]) -> None:
         super().__init__()
-        self.inc = _DoubleConv(c_in, widths[0])
+        self.inc = double_conv(c_in, widths[0])
         self.stages = nn.ModuleList(
             _ResidualStage(widths[i - 1], widths[i]) for i in range(1, len(widths))
         )
@@ -150,7 +136,7 @@ class _Up(nn.Module):
 
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
-        self.conv = _DoubleConv(c_in, c_out, mid=c_in // 2)
+        self.conv = double_conv(c_in, c_out, mid=c_in // 2)
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         """Upsample ``x`` to the skip's size and refine the concatenation."""

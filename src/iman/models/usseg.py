@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iman.models.blocks import double_conv
 from iman.models.injection import gate
 from iman.models.registry import ModelEntry, register
 
@@ -51,18 +52,6 @@ ALPHAS = (1.0, 0.1, 0.1, 0.1)
 """Dice weights of the decoder stages, last stage first (paper Eq. 1)."""
 BETA = 0.05
 """Weight of each stage's adversarial term (paper Eq. 1)."""
-
-
-def _double_conv(cin: int, cout: int) -> nn.Sequential:
-    """Two conv3×3-BN-ReLU layers (the UNet block of the public code)."""
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-    )
 
 
 class StageDiscriminator(nn.Module):
@@ -104,13 +93,13 @@ class USSeg(nn.Module):
         self.enc = nn.ModuleList()
         cin = in_channels
         for w in widths:
-            self.enc.append(_double_conv(cin, w))
+            self.enc.append(double_conv(cin, w))
             cin = w
         self.up = nn.ModuleList()
         self.dec = nn.ModuleList()
         for w_deep, w in zip(widths[:0:-1], widths[-2::-1]):
             self.up.append(nn.ConvTranspose2d(w_deep, w, 2, stride=2))
-            self.dec.append(_double_conv(2 * w, w))
+            self.dec.append(double_conv(2 * w, w))
         self.head = nn.Conv2d(widths[0], 1, 1)
         # side heads of the deeper stages (1/2, 1/4, 1/8), ordered as stages 2, 3, 4
         self.side_heads = nn.ModuleList(nn.Conv2d(w, 1, 1) for w in widths[1:4])
