@@ -7,7 +7,7 @@ rule table:
     output:
         csv=report(
             f"{R}/tables/{{table}}.csv",
-            caption="../report/{table}.rst",
+            caption="../report/tables.rst",
             category="Tables",
             labels={"table": "{table}"},
         ),
@@ -15,7 +15,7 @@ rule table:
         tex=f"{R}/tables/{{table}}.tex",
         html=report(
             f"{R}/tables/{{table}}.html",
-            caption="../report/{table}.rst",
+            caption="../report/tables.rst",
             category="Tables",
             labels={"table": "{table} (rendered)"},
         ),
