@@ -55,7 +55,7 @@ def test_predict_wrong_inputs_get_clear_errors(smoke_run: Path, tmp_path: Path) 
     results = smoke_run / "results"
     with pytest.raises(PredictError, match="not an experiment name"):
         predict_cases(results, "nonsense", tmp_path / "x.csv", tmp_path / "o")
-    with pytest.raises(PredictError, match="not trained.*best.pt"):
+    with pytest.raises(PredictError, match="(?s)not trained.*best.pt"):
         predict_cases(results, "unet.demo__gate__T3s2mid__cross__us9none__ceus9none__L1__seed0",
                       tmp_path / "x.csv", tmp_path / "o")
     name = experiment_name(iman_spec(_smoke_cfg()))

@@ -70,7 +70,8 @@ def test_dry_run_lists_each_shared_training_job_once(tmp_path: Path) -> None:
 
 
 def test_touching_a_plotting_input_reruns_only_that_figure(smoke_run: Path) -> None:
-    (smoke_run / "results" / "tables" / "table4.csv").touch()
+    later = time.time() + 60
+    os.utime(smoke_run / "results" / "tables" / "table4.csv", (later, later))
     proc = snakemake(smoke_run, "-n", "figures", "--quiet", "rules")
     text = proc.stdout + proc.stderr
     assert "fig_table4" in text and "train" not in text and "fig_qualitative" not in text
@@ -86,7 +87,7 @@ def test_killed_snakemake_resumes_training_and_keeps_finished_jobs(tmp_path: Pat
     runs = tmp_path / "results" / "runs"
     t0 = time.time()
     while time.time() - t0 < 600:
-        done = list(runs.glob("*/*/loop0/best.pt"))
+        done = [p.with_name("best.pt") for p in runs.glob("*/*/loop*/pred.npz")]
         resumes = [p for p in runs.glob("*/*/loop*/resume.pt") if not
                    (p.parent / "pred.npz").exists()]
         if done and resumes:
@@ -121,12 +122,13 @@ def test_broken_case_sheet_fails_with_one_report_and_no_manifest(tmp_path: Path)
     sheet.write_text(
         "case_id,patient_id,us_image,us_mask,ceus,ceus_mask\n"
         "C1,P1,data/us1.png,data/missing.png,data/ceus/C1,data/empty.png\n"
-        "C2,,data/corrupt.png,data/empty.png,data/ceus/C2,data/empty.png\n")
+        "C2,P2,data/corrupt.png,data/empty.png,data/ceus/C2,data/empty.png\n"
+        "C3,,data/us1.png,data/empty.png,data/ceus/C2,data/empty.png\n")
     cfg = _config(tmp_path, dataset={"source": "sheet", "root": str(sheet), "min_frames": 3})
     proc = snakemake(tmp_path, "data", config=cfg, check=False)
     assert proc.returncode != 0
     log = (tmp_path / "results" / "logs" / "ingest.log").read_text()
-    for needle in ("C1", "missing.png", "C2", "corrupt.png", "patient", "empty"):
+    for needle in ("C1", "missing.png", "C2", "corrupt.png", "C3", "patient", "empty"):
         assert needle in log
     assert not (tmp_path / "results" / "data" / "manifest.csv").exists()
     assert not (tmp_path / "results" / "data" / "cache").exists()
