@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iman.models.blocks import load_matching
 from iman.models.ggnet import BatchNorm2dAnyBatch
 from iman.models.injection import gate
 from iman.models.registry import ModelEntry, register
@@ -343,11 +344,7 @@ def build_dcnet(
     model = DCNet(sum(in_channels.values()), **kwargs)
     if weights:
         state = torch.load(weights, map_location="cpu", weights_only=True)
-        own = model.state_dict()
-        matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        if not matched:
-            raise ValueError(f"{weights}: no DC-Net weight matched")
-        model.load_state_dict(matched, strict=False)
+        load_matching(model, state, f"DC-Net ({weights})")
     return model
 
 

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from timm.models.resnet import Bottleneck, ResNet
 from torch import Tensor, nn
 
+from iman.models.blocks import load_matching
 from iman.models.injection import gate
 from iman.models.registry import ModelEntry, register
 
@@ -270,11 +271,7 @@ def build_ggnet(
         # a timm ResNeXt state dict names the stem conv1/bn1; ours wraps them in ``stem``
         renamed = {"stem.0." + k[6:] if k.startswith("conv1.") else
                    "stem.1." + k[4:] if k.startswith("bn1.") else k: v for k, v in state.items()}
-        own = model.state_dict()
-        matched = {k: v for k, v in renamed.items() if k in own and own[k].shape == v.shape}
-        if not matched:
-            raise ValueError(f"{weights}: no GG-Net or ResNeXt weight matched")
-        model.load_state_dict(matched, strict=False)
+        load_matching(model, renamed, f"GG-Net or ResNeXt ({weights})")
     return model
 
 
