@@ -287,7 +287,7 @@ def test_train_step_with_batch_of_one(name: str) -> None:
 
 
 def test_any_batch_norm_falls_back_to_running_stats() -> None:
-    from iman.models.ggnet import BatchNorm2dAnyBatch
+    from iman.models.blocks import BatchNorm2dAnyBatch
 
     bn = BatchNorm2dAnyBatch(2).train()
     with torch.no_grad():

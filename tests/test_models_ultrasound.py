@@ -222,3 +222,22 @@ def test_dpran_uses_frame_order() -> None:
     x = torch.randn(1, 5, 64, 64)
     with torch.no_grad():
         assert not torch.allclose(model(x), model(x[:, [4, 1, 2, 3, 0]]), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_local_weight_file_round_trips_and_a_wrong_one_is_named(name: str, tmp_path) -> None:
+    """A saved state dict reloads exactly; another variant's file fails naming the file."""
+    from iman.models.registry import build_model
+
+    chans = _channels(name)
+    model = _build(name).eval()
+    path = tmp_path / "w.pt"
+    torch.save(model.state_dict(), path)
+    torch.manual_seed(1)
+    again = build_model(name, chans, 64, "demo", weights=str(path)).eval()
+    x = torch.randn(1, sum(chans.values()), 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+    torch.save({"not": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match=r"w\.pt is not a .* state dict"):
+        build_model(name, chans, 64, "demo", weights=str(path))

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iman.models.blocks import check_size, load_weight_file
 from iman.models.injection import gate
 from iman.models.registry import ModelEntry, register
 
@@ -147,11 +148,10 @@ def build_aaunet(
 ) -> AAUNet:
     """Registry constructor (US only: ``in_channels = {"us": C}``)."""
     depth = len(widths) - 1
-    if img_size % (2**depth):
-        raise ValueError(f"AAU-net needs an input size divisible by {2**depth}, got {img_size}")
+    check_size("AAU-net", img_size, 2**depth)
     model = AAUNet(sum(in_channels.values()), tuple(widths))
     if weights:
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        load_weight_file(model, weights, "AAU-net")
     return model
 
 

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iman.models.blocks import double_conv
+from iman.models.blocks import check_size, double_conv, load_weight_file
 from iman.models.injection import gate
 from iman.models.registry import ModelEntry, register
 
@@ -192,11 +192,10 @@ def build_ceusegnet(
     weights: str | None = None,
 ) -> CEUSegNet:
     """Registry constructor; ``in_channels`` must name ``us`` and ``ceus``."""
-    if img_size % 16:
-        raise ValueError(f"CEUSegNet needs an input size divisible by 16, got {img_size}")
+    check_size("CEUSegNet", img_size, 16)
     model = CEUSegNet(in_channels["us"], in_channels["ceus"], tuple(widths))
     if weights:
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        load_weight_file(model, weights, "CEUSegNet")
     return model
 
 

@@ -55,8 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iman.models.blocks import load_matching
-from iman.models.ggnet import BatchNorm2dAnyBatch
+from iman.models.blocks import BatchNorm2dAnyBatch, check_size, load_matching
 from iman.models.injection import gate
 from iman.models.registry import ModelEntry, register
 
@@ -339,8 +338,7 @@ def build_dcnet(
     **kwargs: Any,
 ) -> DCNet:
     """Build DC-Net (random init); ``weights`` may name a local whole-model state dict."""
-    if img_size % 16:
-        raise ValueError(f"DC-Net needs an input size divisible by 16, got {img_size}")
+    check_size("DC-Net", img_size, 16)
     model = DCNet(sum(in_channels.values()), **kwargs)
     if weights:
         state = torch.load(weights, map_location="cpu", weights_only=True)

@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iman.models.blocks import check_size, load_weight_file
 from iman.models.injection import gate
 from iman.models.registry import ModelEntry, register
 
@@ -271,11 +272,10 @@ def build_dpran(
     weights: str | None = None,
 ) -> DpRAN:
     """Registry constructor (CEUS only): every input channel is one grey frame."""
-    if img_size % 16:
-        raise ValueError(f"DpRAN needs an input size divisible by 16, got {img_size}")
+    check_size("DpRAN", img_size, 16)
     model = DpRAN(1, tuple(widths), patch, dilation, dim)
     if weights:
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        load_weight_file(model, weights, "DpRAN")
     return model
 
 

@@ -51,33 +51,17 @@ import torch.nn.functional as F
 from timm.models.resnet import Bottleneck, ResNet
 from torch import Tensor, nn
 
-from iman.models.blocks import load_matching
+from iman.models.blocks import BatchNorm2dAnyBatch, load_matching
 from iman.models.injection import gate
 from iman.models.registry import ModelEntry, register
 
 __all__ = [
     "ASPP",
     "DGNLB",
-    "BatchNorm2dAnyBatch",
     "GGNet",
     "boundary_map",
     "build_ggnet",
 ]
-
-
-class BatchNorm2dAnyBatch(nn.BatchNorm2d):
-    """BatchNorm2d that also trains on a single value per channel (batch 1 on a 1×1 map).
-
-    With one value per channel batch statistics are undefined (PyTorch raises); such a batch
-    is normalised with the running statistics, which it leaves unchanged.
-    """
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Batch statistics when defined, else the running ones."""
-        if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
-            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                                False, 0.0, self.eps)
-        return super().forward(x)
 
 
 def boundary_map(p: Tensor) -> Tensor:

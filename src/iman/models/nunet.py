@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iman.models.blocks import check_size, load_weight_file
 from iman.models.injection import gate
 from iman.models.registry import ModelEntry, register
 
@@ -143,14 +144,11 @@ def build_nunet(
 ) -> NUNet:
     """Registry constructor (US only); the size must be divisible by 2**(len(widths)-1)."""
     depth = len(widths) - 1
-    if img_size % (2**depth):
-        raise ValueError(
-            f"NU-net with {depth} poolings needs an input size divisible by {2**depth}, "
-            f"got {img_size} (use the 'demo' variant for multiples of 32)"
-        )
+    check_size(f"NU-net with {depth} poolings", img_size, 2**depth,
+               "use the 'demo' variant for multiples of 32")
     model = NUNet(sum(in_channels.values()), tuple(widths), shortcut)
     if weights:
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        load_weight_file(model, weights, "NU-net")
     return model
 
 
