@@ -186,3 +186,14 @@ def test_bad_arguments() -> None:
         margin_mask(np.zeros((4, 6)), 50, "none", (4, 6))
     with pytest.raises(ValueError):
         margin_mask_torch(torch.zeros(2, 4, 4), 50, "none", [(4, 4)])
+
+
+def test_original_sizes_read_per_modality_from_the_manifest() -> None:
+    import pandas as pd
+
+    from iman.mmg import original_sizes
+
+    manifest = pd.DataFrame({"case_id": ["007", "12"], "us_h": [460, 300], "us_w": [560, 400],
+                             "ceus_h": [440, 310], "ceus_w": [500, 410]})
+    assert original_sizes(manifest, "us") == {"007": (460, 560), "12": (300, 400)}
+    assert original_sizes(manifest, "ceus")["12"] == (310, 410)

@@ -43,12 +43,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "FILTERS",
@@ -63,6 +66,7 @@ __all__ = [
     "margin_mask",
     "margin_mask_torch",
     "nearest_odd",
+    "original_sizes",
 ]
 
 FILTERS: Final = ("none", "mean", "gaussian")
@@ -226,6 +230,12 @@ def margin_mask_torch(
     empty = binary.flatten(1).amax(dim=1) == 0
     out[empty] = 1.0
     return out[:, 0] if squeeze else out
+
+
+def original_sizes(manifest: pd.DataFrame, modality: str) -> dict[str, tuple[int, int]]:
+    """Case id → original (H, W) of ``modality`` from a manifest table (``{m}_h``, ``{m}_w``)."""
+    return {str(r.case_id): (int(getattr(r, f"{modality}_h")), int(getattr(r, f"{modality}_w")))
+            for r in manifest.itertuples()}
 
 
 def make_margins(

@@ -84,11 +84,9 @@ def train_node(cfg: dict[str, Any], node: Node, cache_dir: Path, splits_file: Pa
 def make_margins_node(pred_file: Path, manifest_file: Path, modality: str, kernel: int,
                       filt: str, threshold: float, out_file: Path) -> None:
     """MMG on one node's predictions of every case → margins npz (working resolution)."""
-    from iman.mmg import make_margins
+    from iman.mmg import make_margins, original_sizes
 
-    manifest = pd.read_csv(manifest_file, dtype={"case_id": str})
-    sizes = {r.case_id: (int(getattr(r, f"{modality}_h")), int(getattr(r, f"{modality}_w")))
-             for r in manifest.itertuples()}
+    sizes = original_sizes(pd.read_csv(manifest_file, dtype={"case_id": str}), modality)
     with np.load(pred_file) as npz:
         preds = {k: npz[k].astype(np.float32) for k in npz.files}
     margins = make_margins(preds, sizes, kernel, filt, threshold=threshold)

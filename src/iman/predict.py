@@ -84,7 +84,7 @@ def predict_cases(results: Path, experiment: str, sheet: Path, out: Path,
     import torch
 
     from iman.data.frames import select_frames
-    from iman.mmg import make_margins
+    from iman.mmg import make_margins, original_sizes
 
     spec, summary = _check(results, experiment)
     any_node = node_for(spec, branch_modalities(spec)[0], 0)
@@ -106,10 +106,7 @@ def predict_cases(results: Path, experiment: str, sheet: Path, out: Path,
             margins = None
             if loop >= 1:
                 src, (k, f) = margin_source(node)
-                sizes = {r.case_id: (int(getattr(r, f"{src.modality}_h")),
-                                     int(getattr(r, f"{src.modality}_w")))
-                         for r in manifest.itertuples()}
-                margins = make_margins(preds[src], sizes, k, f)
+                margins = make_margins(preds[src], original_sizes(manifest, src.modality), k, f)
             received[node] = margins
             preds[node] = _predict_node(_node_ckpt(results, node.run, m, loop), cache, cases,
                                         m, spec, frames, margins)
