@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import cv2
 import pandas as pd
 import pytest
 import yaml
@@ -141,3 +143,46 @@ def test_broken_case_sheet_fails_with_one_report_and_no_manifest(tmp_path: Path)
         assert needle in log
     assert not (tmp_path / "results" / "data" / "manifest.csv").exists()
     assert not (tmp_path / "results" / "data" / "cache").exists()
+
+
+def _authors_layout(phantom: Path, root: Path, n_test: int) -> tuple[list[str], list[str]]:
+    """Rearrange a phantom (frame folders) into the authors' `datasets` folder; case ids."""
+    rows = pd.read_csv(phantom / "cases.csv", dtype=str)
+    ids: dict[str, list[str]] = {"train": [], "test": []}
+    for i, row in enumerate(rows.itertuples()):
+        split = "test" if i < n_test else "train"
+        us, ce = root / "us_small" / split, root / "ceus_frames" / split
+        for sub in (us / "img", us / "labelcol", ce / "labelcol"):
+            sub.mkdir(parents=True, exist_ok=True)
+        us_img = cv2.imread(str(phantom / row.us_image), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(us / "img" / f"{i:05d}.jpg"), cv2.cvtColor(us_img, cv2.COLOR_GRAY2BGR))
+        shutil.copy(phantom / row.us_mask, us / "labelcol" / f"{i:05d}.png")
+        shutil.copytree(phantom / row.ceus, ce / "img" / str(i))
+        shutil.copy(phantom / row.ceus_mask, ce / "labelcol" / f"{i:05d}.png")
+        ids[split].append(f"{i:05d}")
+    return ids["train"], ids["test"]
+
+
+def test_authors_folder_layout_runs_to_table1_on_its_own_test_split(tmp_path: Path) -> None:
+    from iman.data.phantom import generate
+
+    generate(tmp_path / "phantom", n_patients=10, seed=3, second_case_fraction=0.0,
+             n_frames=12, height=140, width=116, video_format="frames")
+    train, test = _authors_layout(tmp_path / "phantom", tmp_path / "datasets", n_test=3)
+    cfg = _config(tmp_path, dataset={"source": "iman_public", "root": str(tmp_path / "datasets"),
+                                     "min_frames": 3},
+                  split={"use_source_split": True}, tables={"table1": {"methods": ["unet"]}})
+    snakemake(tmp_path, "results/tables/table1.csv", config=cfg)
+    results = tmp_path / "results"
+    split = json.loads((results / "data" / "splits.json").read_text())["folds"][0]
+    assert split["test"] == test
+    assert sorted(split["train"] + split["val"]) == train and split["val"]
+    manifest = pd.read_csv(results / "data" / "manifest.csv", dtype={"case_id": str})
+    assert "no patient information" in manifest["warnings"].iloc[0]
+    table = pd.read_csv(results / "tables" / "table1.csv")
+    dsc = [c for c in table.columns if c.endswith("_dsc") and not c.startswith("paper_")]
+    assert table[dsc].notna().all().all()
+    for run in (results / "runs").glob("*/*/loop0"):
+        metrics = pd.read_csv(run / "metrics.csv", dtype={"case_id": str})
+        assert sorted(metrics.loc[metrics["split"] == "test", "case_id"]) == test
+        assert sorted(metrics.loc[metrics["split"] == "val", "case_id"]) == split["val"]
