@@ -17,7 +17,7 @@ PAPER_PARAMS = {
     "ceusegnet": 9_281_025,
     "aaunet": 116_807_946,
     "nunet": 77_052_833,
-    "dpran": 1_041_289,
+    "dpran": 1_484_586,  # stage 2 1,041,289 + stage-1 frame segmenter 443,297
 }
 
 
@@ -66,8 +66,9 @@ def test_demo_forward_backward_with_and_without_margin(name: str) -> None:
     for m in (None, margin):
         model.zero_grad()
         out = model(x, m)
-        assert out.shape == (2, 1, 64, 64)
-        out.square().mean().backward()
+        parts = list(out.values()) if isinstance(out, dict) else [out]  # DpRAN adds stage 1
+        assert parts[0].shape == (2, 1, 64, 64)
+        sum(part.square().mean() for part in parts).backward()
         grads = [p.grad for p in model.parameters() if p.requires_grad]
         assert all(g is not None and torch.isfinite(g).all() for g in grads)
     model.eval()
@@ -241,3 +242,55 @@ def test_local_weight_file_round_trips_and_a_wrong_one_is_named(name: str, tmp_p
     torch.save({"not": torch.zeros(1)}, path)
     with pytest.raises(ValueError, match=r"w\.pt is not a .* state dict"):
         build_model(name, chans, 64, "demo", weights=str(path))
+
+
+def test_critical_frame_has_lowest_foreground_entropy() -> None:
+    probs = torch.zeros(3, 4, 2, 2)
+    probs[0, 0] = torch.tensor([[0.6, 0.0], [0.0, 0.0]])  # foreground, uncertain
+    probs[0, 2] = torch.tensor([[0.99, 0.95], [0.0, 0.0]])  # foreground, confident
+    probs[0, 3] = torch.tensor([[0.4, 0.4], [0.4, 0.4]])  # no foreground: never chosen
+    probs[1, 1] = torch.tensor([[0.9, 0.0], [0.0, 0.0]])
+    probs[1, 3] = torch.tensor([[0.9, 0.9], [0.9, 0.9]])  # same mean entropy: first wins
+    # sample 2: no foreground in any frame -> the middle frame
+    assert dpran.critical_frames(probs).tolist() == [2, 1, 2]
+
+
+def test_dpran_stage_two_matches_the_published_count_without_stage_one() -> None:
+    kw = {**REGISTRY["dpran"].variants["paper"], "query": "middle"}
+    model = dpran.build_dpran({"ceus": 5}, 336, **kw)
+    assert model.stage1 is None and count_parameters(model) == 1_041_289
+    with pytest.raises(ValueError, match="query must be one of"):
+        dpran.build_dpran({"ceus": 5}, 64, query="first")
+
+
+def test_dpran_stage_one_chooses_the_query_frame() -> None:
+    torch.manual_seed(0)
+    critical = _build("dpran").eval()
+    middle = dpran.build_dpran({"ceus": 5}, 64, **{**REGISTRY["dpran"].variants["demo"],
+                                                   "query": "middle"}).eval()
+    middle.load_state_dict(critical.state_dict(), strict=False)
+    x = torch.randn(2, 5, 64, 64)
+    head = critical.stage1.head
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(-10.0)  # no foreground anywhere: the middle frame, as `middle`
+        assert torch.allclose(critical(x), middle(x), atol=1e-6)
+        head.bias.fill_(3.0)  # equal entropy everywhere: frame 0, not the middle one
+        assert not torch.allclose(critical(x), middle(x), atol=1e-4)
+
+
+def test_dpran_stage_one_learns_only_from_its_own_frame_loss() -> None:
+    from iman.losses import dice_loss
+
+    model = _build("dpran").train()
+    x, y = torch.randn(2, 5, 64, 64), (torch.rand(2, 1, 64, 64) > 0.5).float()
+    out = model(x)
+    assert out["frames"].shape == (2, 5, 64, 64)
+    dice_loss(out["logits"], y).backward(retain_graph=True)
+    assert all(p.grad is None for p in model.stage1.parameters())  # choice is detached
+    model.zero_grad()
+    total = model.loss(out, y, dice_loss)
+    per_frame = dice_loss(out["frames"].reshape(10, 1, 64, 64), y.repeat_interleave(5, 0))
+    assert torch.allclose(total, dice_loss(out["logits"], y) + per_frame)
+    total.backward()
+    assert all(p.grad is not None for p in model.stage1.parameters())

@@ -21,17 +21,23 @@ What the paper and the public code (wanpeng16/DpRAN ``model.DPRAN``; described i
   AFF output is concatenated with the transposed-conv (2x2, stride 2) upsampled decoder
   feature and refined by a dense block. A final transposed conv to full resolution
   (width/2) and a 1x1 head give the logits.
-* Parameters (stage 2, T-independent): 1,041,289.
+* Parameters (T-independent): stage 2 1,041,289 + stage 1 443,297 = 1,484,586.
 
 Choices made here:
 
 * The correlation is computed in plain PyTorch (:func:`spatial_correlation`: loop over the
   displacements, multiply-and-sum over channels, zero outside the image), which is what the
   extension computes (no normalisation); no CUDA/C++ extension is needed.
-* Query frame: the middle frame ``T // 2`` for every sample. The original picks the
-  "critical" frame with the lowest mean binary entropy of a separately pre-trained stage-1
-  frame segmenter's prediction inside its foreground (and uses sample 0's index for the
-  whole batch); the stage-1 network and its pre-training are not reproduced (deviation).
+* Query frame (``query="critical"``, both variants): the stage-1 frame segmenter
+  (:class:`FrameSegmenter`: the same per-frame encoder, a 1x1 conv at 1/16 and bilinear
+  upsampling; 443,297 parameters at paper size, as the original) predicts every frame, and
+  the frame whose prediction has the lowest mean binary entropy inside its foreground is the
+  query (:func:`critical_frames`). Deviations: the choice is made per sample (the original
+  uses sample 0's index for the whole batch); a sample whose frames all predict no foreground
+  uses the middle frame; stage 1 is trained in the same job, jointly, by its own per-frame
+  Dice loss (its graph is detached from stage 2, which only reads the chosen index), instead
+  of a separate 50-epoch pre-training run. ``query="middle"`` skips stage 1 and always uses
+  frame ``T // 2``.
 * Any input size divisible by 16: the attention maps are resized to each feature's size
   instead of the hard-coded 21x23 ... 168x184 of the 336x368 original; the temporal encoding
   is computed for any T (the original table stops at 16 frames).
@@ -45,6 +51,7 @@ Choices made here:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -56,14 +63,18 @@ from iman.models.injection import gate
 from iman.models.registry import ModelEntry, register
 
 __all__ = [
+    "QUERIES",
     "DpRAN",
+    "FrameSegmenter",
     "PerfusionExcitation",
     "build_dpran",
+    "critical_frames",
     "spatial_correlation",
     "temporal_encoding",
 ]
 
 PAPER_WIDTHS = (32, 32, 64, 128)
+QUERIES = ("critical", "middle")
 
 
 def spatial_correlation(f1: Tensor, f2: Tensor, patch: int, dilation: int) -> Tensor:
@@ -165,6 +176,38 @@ class PerfusionExcitation(nn.Module):
         return torch.cat([pe, torch.zeros_like(pe[:, :1])], dim=1)
 
 
+class FrameSegmenter(nn.Module):
+    """Stage 1: per-frame encoder -> 1x1 conv at 1/16 -> bilinear upsampling to the input."""
+
+    def __init__(self, frame_channels: int, widths: tuple[int, ...]) -> None:
+        super().__init__()
+        self.encoder = _Encoder(frame_channels, widths)
+        self.head = nn.Conv2d(widths[-1], 1, 1)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        """Logits ``(N, 1, H, W)`` for frames ``(N, C, H, W)``."""
+        coarse = self.head(self.encoder(frames)[-1])
+        return F.interpolate(coarse, size=frames.shape[-2:], mode="bilinear",
+                             align_corners=False)
+
+
+def critical_frames(probs: Tensor, eps: float = 1e-6) -> Tensor:
+    """Per sample, the frame with the lowest mean binary entropy inside its foreground.
+
+    ``probs (B, T, H, W)``; foreground = ``p >= 0.5``. Frames without foreground are never
+    chosen; a sample with none anywhere gets the middle frame ``T // 2``.
+    """
+    p = probs.clamp(eps, 1 - eps)
+    entropy = -(p * p.log() + (1 - p) * (1 - p).log())
+    fg = (probs >= 0.5).to(probs.dtype)
+    area = fg.sum(dim=(2, 3))
+    mean = (entropy * fg).sum(dim=(2, 3)) / area.clamp_min(1)
+    mean = mean.masked_fill(area == 0, float("inf"))
+    idx = mean.argmin(dim=1)
+    none = (area == 0).all(dim=1)
+    return torch.where(none, torch.full_like(idx, probs.shape[1] // 2), idx)
+
+
 class _TemporalAttention(nn.Module):
     """One attention unit: aggregate ``x (B,T,C,H,W)`` over T guided by a query map."""
 
@@ -203,9 +246,10 @@ class _AggregationUp(nn.Module):
         self.up = nn.ConvTranspose2d(c_up, c_up, 2, stride=2) if c_up else None
         self.conv = _DenseBlock(channels + c_up, c_out)
 
-    def aggregate(self, pe: Tensor, app: Tensor, q_idx: int) -> Tensor:
-        """Cross-attention temporal aggregation of dynamics and appearance features."""
-        return self.att_dyn(pe, app[:, q_idx]) + self.att_app(app, pe[:, q_idx])
+    def aggregate(self, pe: Tensor, app: Tensor, q_idx: Tensor) -> Tensor:
+        """Cross-attention temporal aggregation; ``q_idx (B,)``: each sample's query frame."""
+        rows = torch.arange(app.shape[0], device=app.device)
+        return self.att_dyn(pe, app[rows, q_idx]) + self.att_app(app, pe[rows, q_idx])
 
     def forward(self, agg: Tensor, below: Tensor | None) -> Tensor:
         """Merge the aggregated skip with the upsampled coarser decoder feature."""
@@ -224,11 +268,15 @@ class DpRAN(nn.Module):
         patch: int,
         dilation: int,
         dim: int,
+        query: str = "critical",
     ) -> None:
         super().__init__()
         if len(widths) != 4:
             raise ValueError("DpRAN uses exactly 4 encoder widths")
+        if query not in QUERIES:
+            raise ValueError(f"DpRAN query must be one of {QUERIES}, got {query!r}")
         self.frame_channels = frame_channels
+        self.stage1 = FrameSegmenter(frame_channels, widths) if query == "critical" else None
         self.encoder = _Encoder(frame_channels, widths)
         self.pe = nn.ModuleList(PerfusionExcitation(w, patch, dilation) for w in widths)
         w0, w1, w2, w3 = widths
@@ -243,14 +291,22 @@ class DpRAN(nn.Module):
         self.final_up = nn.ConvTranspose2d(w0, w0 // 2, 2, stride=2)
         self.head = nn.Conv2d(w0 // 2, 1, 1)
 
-    def forward(self, x: Tensor, margin: Tensor | None = None) -> Tensor:
-        """Logits ``(B, 1, H, W)`` for ``x (B, T*frame_channels, H, W)``."""
+    def forward(self, x: Tensor, margin: Tensor | None = None) -> Tensor | dict[str, Tensor]:
+        """Logits ``(B, 1, H, W)`` for ``x (B, T*frame_channels, H, W)``.
+
+        In training with stage 1, a dict: ``logits`` and the per-frame ``frames (B, T, H, W)``.
+        """
         B, TC, H, W = x.shape
         if TC % self.frame_channels:
             raise ValueError(f"{TC} channels is not a whole number of frames")
         T = TC // self.frame_channels
         frames = x.reshape(B * T, self.frame_channels, H, W)
-        q_idx = T // 2
+        frame_logits = None
+        if self.stage1 is None:
+            q_idx = torch.full((B,), T // 2, dtype=torch.long, device=x.device)
+        else:
+            frame_logits = self.stage1(frames).reshape(B, T, H, W)
+            q_idx = critical_frames(torch.sigmoid(frame_logits.detach().float()))
         feats = [f.reshape(B, T, *f.shape[1:]) for f in self.encoder(frames)]
         y: Tensor | None = None
         for level, up in zip(range(3, -1, -1), self.ups):
@@ -259,7 +315,21 @@ class DpRAN(nn.Module):
             if level < 3:
                 agg = gate(agg, margin)
             y = up(agg, y)
-        return self.head(self.final_up(y))
+        logits = self.head(self.final_up(y))
+        if self.training and frame_logits is not None:
+            return {"logits": logits, "frames": frame_logits}
+        return logits
+
+    def loss(self, out: Tensor | dict[str, Tensor], target: Tensor,
+             base: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+        """Stage 2's loss plus stage 1's: every frame's prediction against the mask."""
+        if not isinstance(out, dict):
+            return base(out, target)
+        frames = out["frames"]
+        B, T, H, W = frames.shape
+        per_frame = base(frames.reshape(B * T, 1, H, W),
+                         target.repeat_interleave(T, dim=0))
+        return base(out["logits"], target) + per_frame
 
 
 def build_dpran(
@@ -269,11 +339,12 @@ def build_dpran(
     patch: int = 21,
     dilation: int = 2,
     dim: int = 32,
+    query: str = "critical",
     weights: str | None = None,
 ) -> DpRAN:
     """Registry constructor (CEUS only): every input channel is one grey frame."""
     check_size("DpRAN", img_size, 16)
-    model = DpRAN(1, tuple(widths), patch, dilation, dim)
+    model = DpRAN(1, tuple(widths), patch, dilation, dim, query)
     if weights:
         load_weight_file(model, weights, "DpRAN")
     return model
@@ -291,7 +362,7 @@ register(
         variants=VARIANTS,
         modalities=("ceus",),
         gates_skips=True,
-        paper_params_m=1.041289,
+        paper_params_m=1.484586,
         paper_input={"in_channels": {"ceus": 5}, "img_size": 336},
         description="DpRAN: perfusion excitation + cross-attention temporal aggregation (JBHI 23)",
         family="ceus",
