@@ -105,3 +105,25 @@ def test_seeds_give_one_spec_each() -> None:
     cfg = validate_config({"seeds": [0, 1, 2]})
     _labels, specs = table_specs(cfg, "table1")[0]
     assert [s.seed for s in specs] == [0, 1, 2]
+
+
+def test_control_row_continues_the_baseline_without_margins() -> None:
+    rows = table_specs(CFG, "table2")
+    labels = [(r["mmg"], r["itp"], r["modal_fusion"]) for r, _ in rows]
+    assert labels == [(0, 0, 0), (0, 1, 0), (1, 0, 0), (1, 1, 0), (1, 1, 1)]
+    control, itp = rows[1][1][0], rows[3][1][0]
+    base = rows[0][1][0]
+    # the same loops (epochs, warm starts, LR restarts) as MMG+ITP, chosen among the same loops
+    assert control.loops == itp.loops == 3
+    assert [n.loop for n in experiment_nodes(control)] == [n.loop for n in experiment_nodes(itp)]
+    for m in ("us", "ceus"):
+        loop2 = node_for(control, m, 2)
+        assert margin_source(loop2) is None  # no margins anywhere in the control
+        assert parent_node(loop2) == node_for(control, m, 1)
+        assert parent_node(node_for(control, m, 1)) == node_for(base, m, 0)  # the baseline
+        assert loop2.run == node_for(base, m, 0).run  # the baseline run, continued
+    off = validate_config({**CFG, "tables": {"table2": {"control": False}}})
+    assert len(table_specs(off, "table2")) == 4
+    assert len(table_specs(CFG, "table5")) == 4 * 5  # table5.control is off by default
+    on = validate_config({**CFG, "tables": {"table5": {"control": True}}})
+    assert len(table_specs(on, "table5")) == 5 * 5

@@ -201,3 +201,10 @@ def test_dsc_distribution(tmp_path: Path) -> None:
     assert _has_colour(img, "#cfe2f3")
     with pytest.raises(KeyError):
         F.dsc_distribution({"x": pd.DataFrame({"case_id": ["a"]})}, tmp_path / "bad")
+
+
+def test_ablation_labels_name_the_control_row() -> None:
+    df = pd.DataFrame({"mmg": [0, 0, 1, 1, 1], "itp": [0, 1, 0, 1, 1],
+                       "modal_fusion": [0, 0, 0, 0, 1]})
+    assert F._setting_labels(df) == ["baseline", "control: loops, no margins", "+MMG",
+                                     "+MMG +ITP", "+MMG +ITP +fusion"]

@@ -162,9 +162,14 @@ def parent_node(node: Node) -> Node:
     return node_for(parse_name(node.run), node.modality, node.loop - 1)
 
 
-def margin_source(node: Node) -> tuple[Node, tuple[int, str]]:
-    """The node whose predictions give ``node``'s margins, and the MMG setting to apply."""
+def margin_source(node: Node) -> tuple[Node, tuple[int, str]] | None:
+    """The node whose predictions give ``node``'s margins and the MMG setting to apply.
+
+    None for loop 0 and for the margin-free control (routing ``none`` continued in loops).
+    """
     spec = parse_name(node.run)
+    if node.loop == 0 or spec.routing == "none":
+        return None
     setting = spec.mmg(node.modality)
     if setting is None:
         raise ValueError(f"{node.run}: no MMG setting for {node.modality}")
@@ -205,16 +210,26 @@ def _base(cfg: dict[str, Any], method: str, seed: int, T: int | None = None) -> 
                 seed=seed)
 
 
-def _ablation_rows(cfg: dict[str, Any], backbone: str, seed: int) -> list[tuple[dict, Spec]]:
+def _ablation_rows(cfg: dict[str, Any], backbone: str, seed: int,
+                   control: bool = False) -> list[tuple[dict, Spec]]:
+    """Baseline, MMG, MMG+ITP, IMAN; with ``control`` also the epoch-matched control.
+
+    The control (``mmg=0, itp=1``) is the baseline continued for L loops with the same warm
+    starts and LR restarts but no margins: it has the epochs of the looped rows, so comparing
+    it with them separates "margins help" from "more training helps".
+    """
     base = _base(cfg, backbone, seed)
     us, ceus, L = _setting(cfg["mmg"]["us"]), _setting(cfg["mmg"]["ceus"]), cfg["iman"]["loops"]
     mmg = replace(base, routing="self", mmg_us=us, mmg_ceus=ceus)
-    return [
+    rows = [
         ({"mmg": 0, "itp": 0, "modal_fusion": 0}, base),
         ({"mmg": 1, "itp": 0, "modal_fusion": 0}, replace(mmg, loops=1)),
         ({"mmg": 1, "itp": 1, "modal_fusion": 0}, replace(mmg, loops=L)),
         ({"mmg": 1, "itp": 1, "modal_fusion": 1}, replace(mmg, routing="cross", loops=L)),
     ]
+    if control:
+        rows.insert(1, ({"mmg": 0, "itp": 1, "modal_fusion": 0}, replace(base, loops=L)))
+    return rows
 
 
 def table_specs(cfg: dict[str, Any], table: str) -> list[tuple[dict[str, Any], list[Spec]]]:
@@ -227,9 +242,10 @@ def table_specs(cfg: dict[str, Any], table: str) -> list[tuple[dict[str, Any], l
             rows.append(({"method": method}, [_base(cfg, method, s) for s in seeds]))
         iman = cfg["iman"]["backbone"]
         rows.append(({"method": "iman"},
-                     [_ablation_rows(cfg, iman, s)[3][1] for s in seeds]))
+                     [_ablation_rows(cfg, iman, s)[-1][1] for s in seeds]))
     elif table == "table2":
-        per_seed = [_ablation_rows(cfg, cfg["iman"]["backbone"], s) for s in seeds]
+        per_seed = [_ablation_rows(cfg, cfg["iman"]["backbone"], s, t["table2"]["control"])
+                    for s in seeds]
         for i, (labels, _) in enumerate(per_seed[0]):
             rows.append((labels, [ps[i][1] for ps in per_seed]))
     elif table == "table3":
@@ -247,7 +263,8 @@ def table_specs(cfg: dict[str, Any], table: str) -> list[tuple[dict[str, Any], l
                 rows.append(({"kernel": k, "filter": f}, specs))
     elif table == "table5":
         for backbone in t["table5"]["backbones"]:
-            per_seed = [_ablation_rows(cfg, backbone, s) for s in seeds]
+            per_seed = [_ablation_rows(cfg, backbone, s, t["table5"]["control"])
+                         for s in seeds]
             for i, (labels, _) in enumerate(per_seed[0]):
                 rows.append(({"backbone": backbone, **labels}, [ps[i][1] for ps in per_seed]))
     else:
@@ -281,7 +298,8 @@ def curve_specs(cfg: dict[str, Any], table: str) -> list[tuple[str, Spec]]:
     for labels, specs in table_specs(cfg, table):
         spec = specs[0]
         if spec.loops:
-            tag = ("MMG" if spec.loops == 1
+            tag = ("control (no margins)" if spec.routing == "none"
+                   else "MMG" if spec.loops == 1
                    else "IMAN" if spec.routing == "cross" else "MMG+ITP")
             out.append((f"{labels.get('backbone', spec.method)} {tag}", spec))
     return out

@@ -474,7 +474,10 @@ def _setting_labels(df: pd.DataFrame) -> list[str]:
         labels = []
         for _, row in df.iterrows():
             on = [name for f, name in flags if _num(row[f]) == 1]
-            labels.append("baseline" if not on else "+" + " +".join(on))
+            if on == ["ITP"]:
+                labels.append("control: loops, no margins")
+            else:
+                labels.append("baseline" if not on else "+" + " +".join(on))
         return labels
     if "row" in df.columns:
         return df["row"].astype(str).tolist()

@@ -104,8 +104,9 @@ def predict_cases(results: Path, experiment: str, sheet: Path, out: Path,
         for m in branch_modalities(spec):
             node = node_for(spec, m, loop)
             margins = None
-            if loop >= 1:
-                src, (k, f) = margin_source(node)
+            source = margin_source(node)
+            if source is not None:
+                src, (k, f) = source
                 margins = make_margins(preds[src], original_sizes(manifest, src.modality), k, f)
             received[node] = margins
             preds[node] = _predict_node(_node_ckpt(results, node.run, m, loop), cache, cases,

@@ -82,8 +82,10 @@ def get_train_inputs(wildcards) -> dict[str, object]:
         "frames": [P.frames(spec.T, spec.step, spec.strategy)] if spec.T is not None else [],
     }
     if node.loop >= 1:
-        src, (k, f) = margin_source(node)
         inputs["init"] = P.node_file(parent_node(node), "best.pt")
+    source = margin_source(node)
+    if source is not None:
+        src, (k, f) = source
         inputs["margins"] = P.node_file(src, P.margins_name(k, f))
     return inputs
 
@@ -153,8 +155,9 @@ def get_pathway_inputs(wildcards) -> dict[str, list[str]]:
         for m in ("us", "ceus"):
             node = node_for(spec, m, loop)
             preds.append(P.node_file(node, "pred.npz"))
-            if loop >= 1:
-                src, (k, f) = margin_source(node)
+            source = margin_source(node)
+            if source is not None:
+                src, (k, f) = source
                 margins.append(P.node_file(src, P.margins_name(k, f)))
     return {"preds": preds, "margins": margins, "per_case": P.per_case(experiment_name(spec)),
             "manifest": P.manifest}

@@ -1,7 +1,8 @@
 # Training nodes (run, modality, loop) and the margins made from their predictions.
 # Loop l >= 1 warm-starts from loop l-1 of its branch and reads the margins its source
-# branch made in loop l-1 (self: itself; cross: the other modality). Inference over every
-# case happens at the end of the training job (pred.npz), so the margin rule is CPU-only.
+# branch made in loop l-1 (self: itself; cross: the other modality; none, the epoch-matched
+# control: no margins). Inference over every case happens at the end of the training job
+# (pred.npz), so the margin rule is CPU-only.
 
 
 rule train:

@@ -14,7 +14,7 @@ summary = train_node(
     sm.config, node, Path(sm.input.manifest).parent / "cache", Path(sm.input.splits),
     Path(sm.input.frames[0]) if sm.input.frames else None, Path(sm.output.best).parent,
     init_weights=Path(sm.input.init) if node.loop >= 1 else None,
-    margins_file=Path(sm.input.margins) if node.loop >= 1 else None,
+    margins_file=Path(sm.input.margins) if hasattr(sm.input, "margins") else None,
     threads=sm.threads,
 )
 print(summary)
