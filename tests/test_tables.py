@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +30,8 @@ def test_loop_is_selected_by_validation_not_test(tmp_path: Path) -> None:
     s = summarize_experiment("exp", nodes, files, tmp_path / "e" / "summary.json")
     assert s["branches"]["us"]["loop"] == 1  # best validation, although loop 2 tests better
     assert s["branches"]["us"]["test"]["std_dsc"]["mean"] == pytest.approx(0.5)
+    # sample std (ddof=1) over the test cases 0.45 and 0.55
+    assert s["branches"]["us"]["test"]["std_dsc"]["std"] == pytest.approx(math.sqrt(0.005))
     assert json.loads((tmp_path / "e" / "summary.json").read_text()) == s
     per_case = pd.read_csv(tmp_path / "e" / "per_case.csv")
     assert set(per_case["split"]) == {"test"} and set(per_case["loop"]) == {1}
@@ -43,23 +46,105 @@ def _summary(us: float | None, ceus: float | None) -> dict:
     return {"branches": branches}
 
 
+def _cells(md: str, head: str) -> list[str]:
+    """Data cells under the column ``head`` of the markdown tables in ``md``."""
+    for block in md.split("\n\n"):
+        rows = [[c.strip() for c in ln.strip().strip("|").split("|")]
+                for ln in block.splitlines() if ln.startswith("|")]
+        if rows and head in rows[0]:
+            return [r[rows[0].index(head)] for r in rows[2:]]
+    raise KeyError(head)
+
+
 def test_table1_layout_paper_values_and_bold(tmp_path: Path) -> None:
     rows = [({"method": "unet"}, [_summary(0.6, 0.5), _summary(0.8, 0.7)]),
-            ({"method": "aaunet"}, [_summary(0.65, None), _summary(0.75, None)]),
+            ({"method": "aaunet"}, [_summary(0.6, None), _summary(0.7, None)]),
             ({"method": "iman"}, [_summary(0.5, 0.9), _summary(0.5, 0.9)])]
     df = build_table("table1", rows)
     assert list(df["method"]) == ["UNet", "AAU-net", "IMAN"]
-    assert df.loc[0, "us_dsc"] == pytest.approx(0.7) and df.loc[0, "us_dsc_std"] == \
-        pytest.approx(0.1)
+    assert df.loc[0, "us_dsc"] == pytest.approx(0.7)
+    assert df.loc[0, "us_dsc_std"] == pytest.approx(math.sqrt(0.02))  # ddof=1 over 2 seeds
     assert pd.isna(df.loc[1, "ceus_dsc"])  # US-only method: no CEUS cell
     assert df.loc[0, "paper_us_dsc"] == pytest.approx(0.7805)
     assert df.loc[2, "paper_ceus_dsc"] == pytest.approx(0.8116)
     csv, md, tex, html = write_table("table1", df, tmp_path / "table1")
-    text = md.read_text()
-    assert "**0.7000 ± 0.1000** (paper 0.7805)" in text  # best US DSC in bold (tie-free)
-    assert "| AAU-net |" in text and "—" in text
-    assert r"\textbf{0.9000" in tex.read_text() and "<b>0.9000" in html.read_text()
+    assert [p.suffix for p in (csv, md, tex, html)] == [".csv", ".md", ".tex", ".html"]
+    text = md.read_text(encoding="utf-8")
+    assert "**0.7000 ± 0.1414** (paper 0.7805)" in text  # best US soft DSC in bold (tie-free)
+    assert "AAU-net" in text and "—" in text
     assert pd.read_csv(csv).shape[0] == 3
+    assert list(pd.read_csv(csv).filter(like="paper_").columns) == [
+        "paper_us_dsc", "paper_us_hd", "paper_ceus_dsc", "paper_ceus_hd"]
+
+
+def _one_seed_table() -> pd.DataFrame:
+    """Two methods, one seed each: soft DSC and row-HD differ from DSC and HD (mm)."""
+    def summary(dsc: float, soft: float, hd: float, row: float) -> dict:
+        vals = {"std_dsc": dsc, "std_hd_mm": hd, "std_hd95_mm": hd / 2,
+                "paper_soft_dsc": soft, "paper_row_hd": row}
+        test = {c: {"mean": v, "std": 0.0} for c, v in vals.items()}
+        return {"branches": {m: {"loop": 0, "test": test} for m in ("us", "ceus")}}
+
+    return build_table("table1", [({"method": "unet"}, [summary(0.61, 0.62, 11.0, 3.1)]),
+                                  ({"method": "iman"}, [summary(0.71, 0.72, 12.0, 3.2)])])
+
+
+def test_paper_values_stand_beside_the_compatible_family_only(tmp_path: Path) -> None:
+    df = _one_seed_table()
+    _, md, _, html = write_table("table1", df, tmp_path / "t1")
+    text = md.read_text(encoding="utf-8")
+    # UNet: paper US DSC 0.7805, US HD 6.4727; IMAN: 0.8396, 6.1450 (Table I)
+    assert _cells(text, "US soft DSC ↑") == ["0.6200 (paper 0.7805)",
+                                             "**0.7200** (paper 0.8396)"]
+    assert _cells(text, "US row-HD ↓") == ["**3.1000** (paper 6.4727)", "3.2000 (paper 6.1450)"]
+    assert _cells(text, "CEUS soft DSC ↑")[0] == "0.6200 (paper 0.7448)"
+    assert _cells(text, "CEUS row-HD ↓")[0] == "**3.1000** (paper 7.2023)"
+    for head in ("US DSC ↑", "US HD (mm) ↓", "US HD95 (mm) ↓", "CEUS DSC ↑",
+                 "CEUS HD (mm) ↓", "CEUS HD95 (mm) ↓"):
+        assert not any("paper" in c for c in _cells(text, head)), head
+    assert _cells(text, "US DSC ↑") == ["0.6100", "**0.7100**"]
+    assert _cells(text, "US HD (mm) ↓") == ["**11.0000**", "12.0000"]
+    page = html.read_text(encoding="utf-8")
+    assert "<meta charset='utf-8'>" in page and "<title>Table I." in page
+    assert page.count("<caption>") == 2
+    assert ">0.6200 (paper 0.7805)</td>" in page
+    assert "><b>3.1000</b> (paper 6.4727)</td>" in page
+    assert ">0.6100</td>" in page and "><b>11.0000</b></td>" in page  # standard: no paper
+    for value in ("0.6100", "0.7100", "11.0000", "12.0000"):
+        assert f"{value} (paper" not in page and f"{value}</b> (paper" not in page
+
+
+def test_best_cell_is_bold_in_md_tex_and_html(tmp_path: Path) -> None:
+    _, md, tex, html = write_table("table1", _one_seed_table(), tmp_path / "t1")
+    assert "| **0.7100** " in md.read_text(encoding="utf-8")
+    latex = tex.read_text(encoding="utf-8")
+    assert r"\textbf{0.7100}" in latex and r"\textbf{0.7200} (paper 0.8396)" in latex
+    assert r"\textbf{11.0000}" in latex and r"\textbf{0.6100}" not in latex
+    page = html.read_text(encoding="utf-8")
+    assert "<b>0.7100</b>" in page and "<b>0.6100</b>" not in page
+
+
+def test_latex_escapes_every_special_character(tmp_path: Path) -> None:
+    summary = _summary(0.6, 0.5)
+    df = build_table("table1", [({"method": "50% & $x_{1}#"}, [summary]),
+                                ({"method": r"a~b^c\d"}, [summary])])
+    _, md, tex, html = write_table("table1", df, tmp_path / "t1")
+    latex = tex.read_text(encoding="utf-8")
+    assert r"50\% \& \$x\_\{1\}\#" in latex
+    assert r"a\textasciitilde b\textasciicircum c\textbackslash d" in latex
+    assert "50% &" not in latex
+    assert latex.startswith("%") and latex.count(r"\begin{tabular}") == 2
+    assert "50% &amp; $x_{1}#" in html.read_text(encoding="utf-8")  # HTML-escaped instead
+    assert "50% & $x_{1}#" in md.read_text(encoding="utf-8")
+
+
+def test_over_seed_std_is_the_sample_std() -> None:
+    df = build_table("table3", [({"frames": 5}, [_summary(None, 0.5), _summary(None, 0.7)]),
+                                ({"frames": 3}, [_summary(None, 0.6)])])
+    assert df.loc[0, "ceus_dsc"] == pytest.approx(0.6)
+    assert df.loc[0, "ceus_dsc_std"] == pytest.approx(0.1414213562)  # ddof=1, not 0.1
+    assert pd.isna(df.loc[1, "ceus_dsc_std"])  # one seed: no std
+    assert "us_dsc" not in df  # Table III: CEUS only
 
 
 def test_paper_values_are_the_printed_ones() -> None:

@@ -1,15 +1,16 @@
-"""Experiment summaries and Tables I–V (csv, md, tex) made only from evaluation files.
+"""Experiment summaries and Tables I–V (csv, md, tex, html) made only from evaluation files.
 
 Per-case metric rows → :func:`summarize_experiment` (choose each branch's loop by the mean
 validation DSC, report that loop's *test* metrics) → :func:`build_table` (rows of a paper
-table, mean ± std over seeds, the printed paper value beside each reproduced one, best
-value in bold). Restyling a table never retrains anything.
+table, mean ± sample std over seeds, the printed paper values) → :func:`write_table` (two
+blocks: the standard metrics, and the paper-compatible ones with the printed paper value
+beside each; best value in bold). Restyling a table never retrains anything.
 """
 
 from __future__ import annotations
 
+import html
 import json
-import math
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,8 @@ def summarize_experiment(name: str, nodes: list[Node], metric_files: list[Path],
             "val_dsc_by_loop": {str(lp): v[0] for lp, v in sorted(loops.items())},
             "test_dsc_by_loop": {str(lp): float(v[1][SELECT_BY].mean())
                                  for lp, v in sorted(loops.items())},
-            "test": {c: {"mean": float(test[c].mean()), "std": float(test[c].std(ddof=0))}
+            "test": {c: {"mean": float(test[c].mean()),
+                         "std": float(test[c].std(ddof=1)) if len(test) > 1 else None}
                      for c in metrics},
         }
         per_case.append(test.assign(modality=modality, loop=chosen))
@@ -110,8 +112,8 @@ def build_table(table: str, rows: list[tuple[dict[str, Any], list[dict[str, Any]
                         if modality in s["branches"]]
                 if vals:
                     rec[f"{modality}_{short}"] = float(np.mean(vals))
-                    rec[f"{modality}_{short}_std"] = (float(np.std(vals)) if len(vals) > 1
-                                                      else np.nan)
+                    rec[f"{modality}_{short}_std"] = (float(np.std(vals, ddof=1))
+                                                      if len(vals) > 1 else np.nan)
             loops = [s["branches"][modality]["loop"] for s in summaries
                      if modality in s["branches"]]
             if loops:
@@ -122,11 +124,11 @@ def build_table(table: str, rows: list[tuple[dict[str, Any], list[dict[str, Any]
     return pd.DataFrame(records)
 
 
-def _fmt(mean: Any, std: Any, bold: bool) -> str:
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+def _fmt(mean: Any, std: Any) -> str:
+    """``mean ± std`` with four decimals; ``—`` for a missing mean, no ``±`` without a std."""
+    if mean is None or pd.isna(mean):
         return "—"
-    s = f"{mean:.4f}" + (f" ± {std:.4f}" if std is not None and not math.isnan(std) else "")
-    return f"**{s}**" if bold else s
+    return f"{mean:.4f}" + (f" ± {std:.4f}" if std is not None and not pd.isna(std) else "")
 
 
 def _best(df: pd.DataFrame, col: str, higher: bool) -> float | None:
@@ -135,56 +137,104 @@ def _best(df: pd.DataFrame, col: str, higher: bool) -> float | None:
     return float(df[col].max() if higher else df[col].min())
 
 
-def _display(df: pd.DataFrame, family: tuple[str, str]) -> pd.DataFrame:
-    """Readable cells for one metric family (DSC-like, HD-like)."""
-    label_cols = [c for c in ("backbone", "method", "mmg", "itp", "modal_fusion", "frames",
-                              "kernel", "filter") if c in df]
-    out = df[label_cols].astype(str).copy()
+# metric families shown as separate blocks; the printed paper values stand only beside the
+# paper-compatible family (CSV column paper_<mod>_<printed>, see docs/metrics.md)
+STANDARD = ("dsc", "hd", "hd95")
+COMPATIBLE = ("soft_dsc", "row_hd")
+PAPER_BESIDE = {"soft_dsc": "dsc", "row_hd": "hd"}
+_HEAD = {"dsc": "DSC", "hd": "HD (mm)", "hd95": "HD95 (mm)", "soft_dsc": "soft DSC",
+         "row_hd": "row-HD"}
+_LABELS = ("backbone", "method", "mmg", "itp", "modal_fusion", "frames", "kernel", "filter")
+_PAPER = " (paper "
+
+
+def _display(df: pd.DataFrame, family: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Plain-text cells of one metric family and the mask of cells to set in bold.
+
+    A metric cell is ``mean ± std`` over seeds, followed by `` (paper x)`` only for the
+    paper-compatible metrics in :data:`PAPER_BESIDE`; the best mean of a column is bold.
+    """
+    label_cols = [c for c in _LABELS if c in df]
+    text = df[label_cols].astype(str).reset_index(drop=True)
+    bold = pd.DataFrame(False, index=text.index, columns=label_cols)
     for modality in ("us", "ceus"):
         if f"{modality}_dsc" not in df:
             continue
         for short in family:
             col, higher = f"{modality}_{short}", REPORTED[short][1]
             best = _best(df, col, higher)
-            paper_col = f"paper_{modality}_{short}" if short in ("dsc", "hd") else None
-            cells = []
+            paper_col = (f"paper_{modality}_{PAPER_BESIDE[short]}" if short in PAPER_BESIDE
+                         else None)
+            cells, marks = [], []
             for _, r in df.iterrows():
                 mean = r.get(col, np.nan)
-                cell = _fmt(mean, r.get(f"{col}_std", np.nan),
-                            best is not None and not pd.isna(mean) and mean == best)
-                if paper_col and not pd.isna(r.get(paper_col, np.nan)) and family[0] == "dsc":
-                    cell += f" (paper {r[paper_col]:.4f})"
+                cell = _fmt(mean, r.get(f"{col}_std", np.nan))
+                paper = r.get(paper_col, np.nan) if paper_col else np.nan
+                if not pd.isna(paper):
+                    cell += f"{_PAPER}{paper:.4f})"
                 cells.append(cell)
-            arrow = "↑" if higher else "↓"
-            out[f"{modality.upper()} {_HEAD[short]} {arrow}"] = cells
-    return out
+                marks.append(best is not None and not pd.isna(mean) and mean == best)
+            head = f"{modality.upper()} {_HEAD[short]} {'↑' if higher else '↓'}"
+            text[head], bold[head] = cells, marks
+    return text, bold
 
 
-_HEAD = {"dsc": "DSC", "hd": "HD (mm)", "hd95": "HD95 (mm)", "soft_dsc": "soft DSC",
-         "row_hd": "row-HD"}
+def _embolden(cell: str, start: str, end: str) -> str:
+    """Wrap the reproduced part of a cell (not its paper note) in ``start`` … ``end``."""
+    value, sep, note = cell.partition(_PAPER)
+    return f"{start}{value}{end}{sep}{note}"
 
 
-def _markdown(df: pd.DataFrame) -> str:
-    head = "| " + " | ".join(df.columns) + " |"
-    sep = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(map(str, r)) + " |" for r in df.itertuples(index=False)]
-    return "\n".join([head, sep, *body])
+def _bold_cells(bold: pd.DataFrame) -> dict[str, list[int]]:
+    """Rows to set in bold, by column."""
+    return {c: bold.index[bold[c]].tolist() for c in bold.columns if bold[c].any()}
 
 
-def _latex(df: pd.DataFrame) -> str:
-    def tex(s: str) -> str:
-        s = s.replace("±", r"$\pm$").replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$")
-        s = s.replace("—", "--").replace("_", r"\_").replace("#", r"\#")
-        if s.startswith("**"):
-            inner, _, rest = s[2:].partition("**")
-            s = rf"\textbf{{{inner}}}{rest}"
-        return s
+def _markdown(text: pd.DataFrame, bold: pd.DataFrame) -> str:
+    """Pipe table (``DataFrame.to_markdown``), best cells as ``**…**``."""
+    cells = text.map(lambda s: s.replace("|", r"\|"))
+    for col, rows in _bold_cells(bold).items():
+        cells.loc[rows, col] = cells.loc[rows, col].map(lambda s: _embolden(s, "**", "**"))
+    cells.columns = [c.replace("|", r"\|") for c in cells.columns]
+    return cells.to_markdown(index=False, disable_numparse=True)
 
-    lines = [r"\begin{tabular}{" + "l" * len(df.columns) + "}", r"\hline",
-             " & ".join(tex(c) for c in df.columns) + r" \\", r"\hline"]
-    lines += [" & ".join(tex(str(v)) for v in r) + r" \\" for r in df.itertuples(index=False)]
-    lines += [r"\hline", r"\end{tabular}"]
-    return "\n".join(lines)
+
+_TEX_SYMBOLS = {"±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "—": "--",
+                "×": r"$\times$"}
+
+
+def _tex_symbols(s: str) -> str:
+    """Math symbols for the non-ASCII signs of the cells (after LaTeX escaping)."""
+    for old, new in _TEX_SYMBOLS.items():
+        s = s.replace(old, new)
+    return s
+
+
+def _tex_bold(s: str) -> str:
+    """An escaped cell with its reproduced part in ``\\textbf``."""
+    return _embolden(_tex_symbols(s), r"\textbf{", "}")
+
+
+def _latex(text: pd.DataFrame, bold: pd.DataFrame) -> str:
+    """A bare ``tabular`` (``Styler.to_latex``): every cell and header LaTeX-escaped."""
+    st = text.style.hide(axis="index").format(_tex_symbols, escape="latex")
+    st = st.format_index(_tex_symbols, escape="latex", axis=1)
+    for col, rows in _bold_cells(bold).items():
+        st = st.format(_tex_bold, escape="latex", subset=(rows, [col]))
+    st = st.set_table_styles([{"selector": rule, "props": ":hline;"}
+                              for rule in ("toprule", "midrule", "bottomrule")])
+    n_labels = sum(c in _LABELS for c in text.columns)
+    return st.to_latex(column_format="l" * n_labels + "r" * (len(text.columns) - n_labels))
+
+
+def _html_table(text: pd.DataFrame, bold: pd.DataFrame, caption: str, uuid: str) -> str:
+    """One ``<table>`` with its caption (``Styler.to_html``), best cells in ``<b>``."""
+    st = text.style.hide(axis="index").set_uuid(uuid).set_caption(html.escape(caption))
+    st = st.format(escape="html").format_index(escape="html", axis=1)
+    for col, rows in _bold_cells(bold).items():
+        st = st.format(lambda s: _embolden(s, "<b>", "</b>"), escape="html",
+                       subset=(rows, [col]))
+    return st.to_html()
 
 
 TITLES = {
@@ -194,50 +244,46 @@ TITLES = {
     "table4": "Table IV. MMG parameter settings (kernel size × filter)",
     "table5": "Table V. IMAN on other segmentation frameworks",
 }
+CAPTIONS = {
+    "standard": "Standard metrics, test split, mean ± std over seeds: DSC of the mask "
+                "thresholded at 0.5, boundary Hausdorff HD and HD95 in mm, at the original "
+                "image size. The paper printed no values of this family.",
+    "compatible": "Paper-compatible metrics, test split, mean ± std over seeds (printed paper "
+                  "value): soft Dice on the probabilities and the authors' row-vector "
+                  "Hausdorff distance (row-HD, working size, no unit), computed as the "
+                  "paper's Tables I–V were.",
+}
+_STYLE = ("body{font-family:sans-serif;margin:16px}"
+          "table{border-collapse:collapse;margin:4px 0 20px}"
+          "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
+          "th{background:#eee}caption{caption-side:top;text-align:left;padding:4px 0}")
 
 
-def _html(title: str, blocks: list[tuple[str, pd.DataFrame]]) -> str:
+def _html(title: str, blocks: list[tuple[str, tuple[pd.DataFrame, pd.DataFrame]]],
+          uuid: str) -> str:
     """A self-contained HTML page (readable inside the Snakemake report)."""
-    import html
-    import re
-
-    def cell(v: str) -> str:
-        return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(str(v)))
-
-    parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             "<style>body{font-family:sans-serif}table{border-collapse:collapse;margin:8px 0}"
-             "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
-             "th{background:#eee}</style></head><body>", f"<h2>{html.escape(title)}</h2>"]
-    for caption, df in blocks:
-        parts.append(f"<p>{html.escape(caption)}</p><table><tr>"
-                     + "".join(f"<th>{html.escape(c)}</th>" for c in df.columns) + "</tr>")
-        parts += ["<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>"
-                  for r in df.itertuples(index=False)]
-        parts.append("</table>")
-    return "\n".join([*parts, "</body></html>"])
+    tables = [_html_table(text, bold, caption, f"{uuid}_{i}")
+              for i, (caption, (text, bold)) in enumerate(blocks)]
+    return "\n".join([
+        "<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h2>{html.escape(title)}</h2>", *tables, "</body></html>", ""])
 
 
 def write_table(table: str, df: pd.DataFrame, out_stem: Path) -> list[Path]:
-    """Write ``{stem}.csv``, ``.md`` and ``.html`` (both metric families) and ``.tex``."""
+    """Write ``{stem}.csv`` and, for both metric families, ``.md``, ``.tex`` and ``.html``."""
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     csv, md, tex, page = (out_stem.with_suffix(s) for s in (".csv", ".md", ".tex", ".html"))
     df.to_csv(csv, index=False)
-    standard = _display(df, ("dsc", "hd"))
-    extra = _display(df, ("hd95",))
-    compat = _display(df, ("soft_dsc", "row_hd"))
-    md.write_text("\n\n".join([
-        f"### {TITLES[table]}",
-        "Standard metrics (DSC on the 0.5-thresholded mask; boundary Hausdorff in mm at the "
-        "original size), test split, reproduced (printed paper value):",
-        _markdown(standard),
-        "HD95 (mm):", _markdown(extra),
-        "Paper-compatible metrics (soft Dice on probabilities; the authors' row-vector "
-        "Hausdorff at the working size, not in mm):",
-        _markdown(compat), ""]))
-    tex.write_text(f"% {TITLES[table]} -- standard metrics\n{_latex(standard)}\n\n"
-                   f"% paper-compatible metrics\n{_latex(compat)}\n")
-    page.write_text(_html(TITLES[table], [
-        ("Standard metrics, test split: reproduced (printed paper value)", standard),
-        ("HD95 (mm)", extra),
-        ("Paper-compatible metrics (soft Dice; row-vector Hausdorff, not mm)", compat)]))
+    standard, compatible = _display(df, STANDARD), _display(df, COMPATIBLE)
+    md.write_text("\n\n".join([f"### {TITLES[table]}",
+                                CAPTIONS["standard"], _markdown(*standard),
+                                CAPTIONS["compatible"], _markdown(*compatible), ""]),
+                  encoding="utf-8")
+    tex.write_text("\n".join([
+        f"% {TITLES[table]} -- standard metrics (no printed paper value)", _latex(*standard),
+        "% paper-compatible metrics: reproduced (printed paper value)", _latex(*compatible)]),
+        encoding="utf-8")
+    blocks = [(CAPTIONS["standard"], standard), (CAPTIONS["compatible"], compatible)]
+    page.write_text(_html(TITLES[table], blocks, table), encoding="utf-8")
     return [csv, md, tex, page]
