@@ -12,7 +12,14 @@ import pandas as pd
 import pytest
 
 from iman.data.ingest import MANIFEST_COLUMNS, DatasetError, ingest, main_ingest
-from iman.data.io import binarise_mask, image_size, list_frames, read_mask, to_grey
+from iman.data.io import (
+    ReadError,
+    binarise_mask,
+    image_size,
+    list_frames,
+    read_mask,
+    to_grey,
+)
 
 CACHE_KEYS = {
     "us", "ceus", "us_mask", "ceus_mask", "us_mask_orig", "ceus_mask_orig",
@@ -197,6 +204,26 @@ def test_image_size_reads_headers(tmp_path: Path) -> None:
     cv2.imwrite(str(tmp_path / "b.jpg"), img, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
     cv2.imwrite(str(tmp_path / "c.bmp"), img)
     assert {image_size(tmp_path / n) for n in ("a.png", "b.jpg", "c.bmp")} == {(37, 53)}
+
+
+@pytest.mark.parametrize("suffix", [".bmp", ".tif"])
+def test_image_size_of_bmp_and_tiff_is_height_width(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"frame{suffix}"
+    assert cv2.imwrite(str(path), np.zeros((21, 34), np.uint8))
+    assert image_size(path) == (21, 34)
+
+
+def test_image_size_reports_truncated_png_header(tmp_path: Path) -> None:
+    path = tmp_path / "cut.png"
+    assert cv2.imwrite(str(path), np.zeros((21, 34), np.uint8))
+    path.write_bytes(path.read_bytes()[:20])  # signature + half of the IHDR chunk
+    with pytest.raises(ReadError, match="corrupt or truncated PNG header"):
+        image_size(path)
+    (tmp_path / "gif.png").write_bytes(b"GIF89a not a png")
+    with pytest.raises(ReadError, match=r"not a PNG file \(bad signature\)"):
+        image_size(tmp_path / "gif.png")
+    with pytest.raises(ReadError, match="cannot open"):
+        image_size(tmp_path / "missing.png")
 
 
 # --------------------------------------------------------------------------- sheet layout

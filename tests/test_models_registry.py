@@ -1,19 +1,40 @@
-"""One shared test over every registered model (smp style): 64 px forward/backward."""
+"""Shared tests over every registered model: demo variant, 64 px forward/backward contract."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from iman.models import REGISTRY, UnknownModelError, all_entries, build_model, get_entry
+from iman.models import (
+    MODEL_MODULES,
+    REGISTRY,
+    UnknownModelError,
+    all_entries,
+    build_model,
+    get_entry,
+)
 
 ENTRIES = all_entries()
 NAMES = [e.name for e in ENTRIES]
 
+EXPECTED_METHODS = {
+    "unet", "fpn", "unetpp", "deeplabv3",  # smp frameworks
+    "transunet", "swinunet",  # transformer frameworks
+    "aaunet", "nunet",  # ultrasound methods
+    "usseg", "ggnet", "dcnet",  # seed-paper methods
+    "dpran", "ceusegnet",  # CEUS methods
+}  # fmt: skip
+
 
 def test_registry_has_every_method() -> None:
-    expected = {"unet", "fpn", "unetpp", "deeplabv3"}
-    assert expected <= set(REGISTRY)
+    # exactly the compared methods: a lost or an unlisted registration both fail here
+    assert set(REGISTRY) == EXPECTED_METHODS
+    # every one of them runs through the parametrized forward/backward contract below
+    assert sorted(NAMES) == sorted(EXPECTED_METHODS)
+    assert {e.build.__module__.rsplit(".", 1)[-1] for e in ENTRIES} == set(MODEL_MODULES)
+    for entry in ENTRIES:
+        assert {"paper", "demo"} <= set(entry.variants), entry.name
+        assert entry.modalities and set(entry.modalities) <= {"us", "ceus"}, entry.name
 
 
 def test_unknown_name_lists_valid_ones() -> None:
@@ -55,7 +76,10 @@ def test_demo_forward_backward(name: str) -> None:
     model.eval()
     with torch.no_grad():
         plain = model(x, None)
-    assert isinstance(plain, torch.Tensor) and plain.shape == (2, 1, 64, 64)
+        gated = model(x, margin)  # the margin is accepted in inference too
+    for y in (plain, gated):
+        assert isinstance(y, torch.Tensor) and y.shape == (2, 1, 64, 64)
+        assert y.dtype == torch.float32 and torch.isfinite(y).all()
 
 
 @pytest.mark.parametrize("name", [e.name for e in ENTRIES if e.gates_skips])

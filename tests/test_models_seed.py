@@ -283,7 +283,16 @@ def test_train_step_with_batch_of_one(name: str) -> None:
     # the trainer's last batch can hold one case; 1×1-map BatchNorms must not raise
     model = demo(name).train()
     x, target = toy_batch(batch=1)
-    model.loss(model(x), target, soft_dice).backward()
+    out = model(x)
+    assert out["logits"].shape == (1, 1, 64, 64)
+    loss = model.loss(out, target, soft_dice)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    params = {n: p for n, p in model.named_parameters() if not n.startswith("adversary")}
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params.values())
+    before = {n: p.detach().clone() for n, p in params.items()}
+    torch.optim.SGD(params.values(), lr=0.1).step()
+    assert any(not torch.equal(p, before[n]) for n, p in params.items())  # a real step
 
 
 def test_any_batch_norm_falls_back_to_running_stats() -> None:

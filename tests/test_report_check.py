@@ -8,8 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from iman.report_check import browser_available, check_report
+from report_check import browser_available, check_report
 
 pytestmark = pytest.mark.browser
 

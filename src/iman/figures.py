@@ -22,6 +22,7 @@ import cv2
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -59,6 +60,7 @@ _STYLE: Final = {"font.size": 7, "axes.titlesize": 7, "axes.labelsize": 7,
                  "pdf.fonttype": 42}
 _FILTER_ORDER: Final = ("none", "mean", "gaussian")
 _DSC_COLUMNS: Final = ("std_dsc", "dsc", "paper_soft_dsc")
+_VIOLIN_COLOUR: Final = "#cfe2f3"
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -406,9 +408,10 @@ def table4_heatmap(table4_csv: Path | str, out_stem: Path | str, *, metric: str 
                    figsize: tuple[float, float] = (10.0, 4.8)) -> tuple[Path, Path]:
     """Table IV as kernel × filter heatmaps (one per modality) of the reproduced ``metric``.
 
-    Each cell shows the reproduced mean (± std over seeds when ``*_std`` exists) and, below
-    it, the printed paper value; cells without a reproduced value are grey ("—"). The best
-    reproduced cell of each modality is framed.
+    Drawn with :func:`seaborn.heatmap`; each cell is annotated with the reproduced mean
+    (± std over seeds when ``*_std`` exists) and, below it in small type, the printed paper
+    value; cells without a reproduced value are grey ("—"). The best reproduced cell of each
+    modality is framed red, the best paper cell dashed white.
     """
     df = pd.read_csv(table4_csv, dtype={"kernel": str, "filter": str}, keep_default_na=False,
                      na_values=[""])
@@ -418,6 +421,7 @@ def table4_heatmap(table4_csv: Path | str, out_stem: Path | str, *, metric: str 
     filters = [f for f in _FILTER_ORDER if f in set(df["filter"])]
     filters += sorted(set(df["filter"]) - set(filters))
     higher = metric.endswith("dsc")
+    cmap = mpl.colormaps["viridis" if higher else "viridis_r"]
     fig = _new_figure(*figsize)
     axes = fig.subplots(1, len(MODALITIES), squeeze=False)[0]
     for ax, modality in zip(axes, MODALITIES):
@@ -428,38 +432,45 @@ def table4_heatmap(table4_csv: Path | str, out_stem: Path | str, *, metric: str 
         for i, row in df.iterrows():
             r, c = kernels.index(row["kernel"]), filters.index(row["filter"])
             values[r, c], stds[r, c], paper[r, c] = mean_s[i], std_s[i], paper_s[i]
-        finite = values[np.isfinite(values)]
-        cmap = mpl.colormaps["viridis" if higher else "viridis_r"].with_extremes(bad="#dddddd")
+        missing = ~np.isfinite(values)
+        finite = values[~missing]
         vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         if vmin == vmax:
             vmin, vmax = vmin - 0.01, vmax + 0.01
-        im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax,
-                       aspect="auto")
-        for r in range(len(kernels)):
-            for c in range(len(filters)):
-                v, s, p = values[r, c], stds[r, c], paper[r, c]
-                main = _MISSING if math.isnan(v) else f"{v:.4f}"
-                if not math.isnan(v) and not math.isnan(s):
-                    main += f"\n± {s:.4f}"
-                dark = not math.isnan(v) and (v - vmin) / (vmax - vmin) < (0.6 if higher else 0.4)
-                ax.text(c, r - 0.08, main, ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black")
-                if not math.isnan(p):
-                    ax.text(c, r + 0.3, f"paper {p:.4f}", ha="center", va="center", fontsize=6,
-                            color="white" if dark else "#333333")
+        labels = np.full(values.shape, "", dtype=object)
+        for (r, c), v in np.ndenumerate(values):
+            if not missing[r, c]:
+                labels[r, c] = f"{v:.4f}" + ("" if math.isnan(stds[r, c])
+                                             else f"\n± {stds[r, c]:.4f}")
+        ax.set_facecolor("#dddddd")  # masked (not reproduced) cells stay uncoloured
+        sns.heatmap(pd.DataFrame(values, index=kernels, columns=filters), ax=ax, mask=missing,
+                    cmap=cmap, vmin=vmin, vmax=vmax, annot=labels, fmt="",
+                    annot_kws={"fontsize": 8}, linewidths=0.6, linecolor="white",
+                    cbar_kws={"label": f"reproduced {metric.upper()}", "fraction": 0.05})
+        for text in list(ax.texts):  # seaborn's annotations (contrast colour chosen per cell)
+            x, y = text.get_position()
+            text.set_y(y - 0.08)
+            p = paper[int(y), int(x)]
+            if not math.isnan(p):
+                ax.text(x, y + 0.3, f"paper {p:.4f}", ha="center", va="center", fontsize=6,
+                        color=text.get_color())
+        for r, c in zip(*np.nonzero(missing)):
+            ax.text(c + 0.5, r + 0.42, _MISSING, ha="center", va="center", fontsize=8,
+                    color="black")
+            if not math.isnan(paper[r, c]):
+                ax.text(c + 0.5, r + 0.8, f"paper {paper[r, c]:.4f}", ha="center",
+                        va="center", fontsize=6, color="#333333")
         for grid, half, style in ((values, 0.46, {"ec": "red", "lw": 2.5}),
-                                  (paper, 0.38, {"ec": "white", "lw": 1.5, "ls": "--"})):
+                                  (paper, 0.40, {"ec": "white", "lw": 1.5, "ls": "--"})):
             if np.isfinite(grid).any():
                 best = np.nanargmax(grid) if higher else np.nanargmin(grid)
                 br, bc = np.unravel_index(best, grid.shape)
-                ax.add_patch(Rectangle((bc - half, br - half), 2 * half, 2 * half, fill=False,
-                                       **style))
-        ax.set_xticks(range(len(filters)), filters)
-        ax.set_yticks(range(len(kernels)), kernels)
+                ax.add_patch(Rectangle((bc + 0.5 - half, br + 0.5 - half), 2 * half, 2 * half,
+                                       fill=False, **style))
+        ax.tick_params(axis="y", labelrotation=0)
         ax.set_xlabel("filter")
         ax.set_ylabel("kernel size")
         ax.set_title(f"{_MOD_LABEL[modality]} {metric.upper()} (reproduced; paper below)")
-        fig.colorbar(im, ax=ax, fraction=0.05, label=f"reproduced {metric.upper()}")
     fig.legend(handles=[Patch(fill=False, ec="red", lw=2.5, label="best reproduced"),
                         Patch(fill=False, ec="#555555", lw=1.5, ls="--", label="best in paper"),
                         Patch(fc="#dddddd", label="not reproduced (—)")],
@@ -554,58 +565,68 @@ def ablation_bars(table_csv: Path | str, out_stem: Path | str, *,
 def dsc_distribution(per_case: Mapping[str, pd.DataFrame], out_stem: Path | str, *,
                      metric: str | None = None, split: str = "test",
                      figsize: tuple[float, float] | None = None) -> tuple[Path, Path]:
-    """Per-case test DSC per method (box plot + points), one panel per modality.
+    """Per-case test DSC per method (seaborn violin + box + points), one panel per modality.
 
     ``per_case`` maps a method name → its ``per_case.csv`` frame (``case_id``, ``modality``,
     ``split`` and metric columns; without ``modality`` the rows count as one panel "all").
-    A method without cases of a modality shows "—" at its place. Points are jittered with a
+    A method without cases of a modality shows "n/a" at its place. Points are jittered with a
     fixed seed. Default size: ``panels × max(3.2, 1.2 + 0.55·methods)`` by 3.2 inches.
     """
     names = list(per_case)
-    frames = {}
+    frames = [pd.DataFrame({"method": [], "modality": [], "value": []})]
     for name, df in per_case.items():
         d = df[df["split"].astype(str) == split] if "split" in df.columns else df
         col = metric or next((c for c in _DSC_COLUMNS if c in d.columns), None)
         if col is None or col not in d.columns:
             raise KeyError(f"{name}: no DSC column among {_DSC_COLUMNS} (or {metric!r})")
-        mods = d["modality"].astype(str) if "modality" in d.columns else pd.Series("all",
-                                                                                   index=d.index)
-        frames[name] = pd.DataFrame({"modality": mods, "value": pd.to_numeric(d[col],
-                                                                              errors="coerce")})
-    present = {m for f in frames.values() for m in f["modality"].unique()}
+        mods = d["modality"].astype(str) if "modality" in d.columns else "all"
+        frames.append(pd.DataFrame({"method": name, "modality": mods,
+                                    "value": pd.to_numeric(d[col], errors="coerce")}))
+    long = pd.concat(frames, ignore_index=True).dropna(subset=["value"])
+    present = set(pd.concat(frames)["modality"])
     panels = [m for m in (*MODALITIES, "all") if m in present] + sorted(
         present - {*MODALITIES, "all"})
     panels = panels or ["all"]
     width = max(3.2, 1.2 + 0.55 * len(names))
     fig = _new_figure(*(figsize or (width * len(panels), 3.2)))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(0)  # own jitter: seaborn's stripplot uses the global RNG
     for ax, modality in zip(axes, panels):
+        sub = long[long["modality"] == modality]
+        if len(sub):
+            sns.violinplot(data=sub, x="method", y="value", order=names, ax=ax,
+                           color=_VIOLIN_COLOUR, saturation=1.0, cut=0, inner=None,
+                           density_norm="width", width=0.8, linewidth=0.6,
+                           linecolor="#5b7fa6")
         for i, name in enumerate(names):
-            f = frames[name]
-            vals = f.loc[f["modality"] == modality, "value"].dropna().to_numpy(float)
+            vals = sub.loc[sub["method"] == name, "value"].to_numpy(float)
             if vals.size == 0:
                 ax.text(i, 0.5, "n/a", ha="center", va="center", fontsize=8,
                         color="#777777", transform=ax.get_xaxis_transform())
                 continue
-            ax.boxplot(vals, positions=[i], widths=0.55, showfliers=False,
-                       medianprops={"color": "black"},
-                       boxprops={"facecolor": "#cfe2f3"}, patch_artist=True, showmeans=True,
+            # the box with matplotlib: seaborn 0.13's boxplot passes the deprecated ``vert``
+            ax.boxplot(vals, positions=[i], widths=0.16, showfliers=False, patch_artist=True,
+                       boxprops={"facecolor": "white", "linewidth": 0.8},
+                       whiskerprops={"linewidth": 0.8}, capprops={"linewidth": 0.8},
+                       medianprops={"color": "black", "linewidth": 1.0}, showmeans=True,
                        meanprops={"marker": "D", "markerfacecolor": "red",
                                   "markeredgecolor": "red", "markersize": 3})
-            jitter = rng.uniform(-0.18, 0.18, vals.size)
-            ax.scatter(i + jitter, vals, s=6, color="#1f4e79", alpha=0.7, linewidths=0,
+            jitter = rng.uniform(-0.22, 0.22, vals.size)
+            ax.scatter(i + jitter, vals, s=6, color="#1f4e79", alpha=0.6, linewidths=0,
                        zorder=3)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
         ax.set_xlim(-0.6, len(names) - 0.4)
         ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("")
         ax.set_ylabel("per-case DSC")
         ax.set_title(f"{_MOD_LABEL.get(modality, modality)} ({split} split)")
         ax.grid(axis="y", lw=0.4, alpha=0.5)
-    fig.legend(handles=[Patch(fc="#cfe2f3", ec="black", label="quartiles (whiskers 1.5 IQR)"),
+        ax.set_axisbelow(True)
+    fig.legend(handles=[Patch(fc=_VIOLIN_COLOUR, ec="#5b7fa6", label="density (violin)"),
+                        Patch(fc="white", ec="black", label="quartiles (whiskers 1.5 IQR)"),
                         Line2D([], [], color="black", label="median"),
                         Line2D([], [], ls="", marker="D", color="red", ms=3, label="mean"),
                         Line2D([], [], ls="", marker="o", color="#1f4e79", ms=3,
                                label="one test case")],
-               loc="outside lower center", ncols=4, frameon=False)
+               loc="outside lower center", ncols=5, frameon=False)
     return _save(fig, out_stem)

@@ -2,14 +2,15 @@
 
 Everything returns uint8 numpy arrays in (H, W) order. Readers raise `ReadError` for a file
 that exists but cannot be read, so that the ingest can collect problems instead of stopping
-at the first one. Image headers are parsed directly (PNG, JPEG) so that the sizes of every
-CEUS frame can be checked before any pixel data is decoded.
+at the first one. Image sizes come from the file header alone (Pillow reads PNG, JPEG, BMP and
+TIFF headers without decoding pixels), so that the sizes of every CEUS frame can be checked
+before any pixel data is decoded.
 """
 
 from __future__ import annotations
 
 import re
-import struct
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 __all__ = [
     "COLOUR_FRACTION",
@@ -45,8 +47,8 @@ COLOUR_FRACTION = 0.001
 """Fraction of coloured pixels above which an image has colour content (JPEG/video chroma
 noise on grey content stays below it)."""
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_HEADER_FORMATS = ("PNG", "JPEG", "BMP", "TIFF")
+"""Pillow formats whose headers :func:`image_size` reads (a JPEG may come back as "MPO")."""
 
 
 class ReadError(Exception):
@@ -87,53 +89,40 @@ def list_frames(folder: Path) -> list[Path]:
     return sorted(files, key=numeric_key)
 
 
-def _png_size(head: bytes) -> tuple[int, int]:
-    if len(head) < 24 or head[12:16] != b"IHDR":
-        raise ReadError("corrupt PNG header")
-    width, height = struct.unpack(">II", head[16:24])
-    return height, width
-
-
-def _jpeg_size(path: Path) -> tuple[int, int]:
-    with path.open("rb") as fh:
-        data = fh.read(1 << 20)
-    pos = 2
-    while pos + 9 <= len(data):
-        if data[pos] != 0xFF:
-            raise ReadError("corrupt JPEG header")
-        marker = data[pos + 1]
-        if marker == 0xFF:
-            pos += 1
-            continue
-        if 0xD0 <= marker <= 0xD9 or marker == 0x01:
-            pos += 2
-            continue
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        if marker in _JPEG_SOF:
-            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
-            return height, width
-        pos += 2 + length
-    raise ReadError("no frame header in JPEG")
+def _claims_format(head: bytes) -> str | None:
+    """The first of :data:`_HEADER_FORMATS` whose Pillow plugin accepts this file signature."""
+    Image.init()
+    for fmt in _HEADER_FORMATS:
+        accept = Image.OPEN[fmt][1] if fmt in Image.OPEN else None
+        if accept is not None and accept(head):
+            return fmt
+    return None
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(H, W) of an image from its header (PNG, JPEG) or, for other formats, by decoding."""
+    """(H, W) of a PNG, JPEG, BMP or TIFF image, read from its header only (Pillow)."""
     try:
-        with path.open("rb") as fh:
-            head = fh.read(32)
+        fh = path.open("rb")
     except OSError as exc:
         raise ReadError(f"cannot open: {exc.strerror}") from exc
-    if head.startswith(_PNG_SIGNATURE):
-        size = _png_size(head)
-    elif head.startswith(b"\xff\xd8"):
-        size = _jpeg_size(path)
-    else:
-        if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
-            raise ReadError(f"not a {path.suffix.lower()[1:].upper()} file (bad signature)")
-        size = read_image(path).shape[:2]
-    if min(size) <= 0:
+    with fh:
+        try:
+            with warnings.catch_warnings():  # a damaged TIFF warns, then raises below
+                warnings.simplefilter("ignore")
+                with Image.open(fh, formats=_HEADER_FORMATS) as img:
+                    width, height = img.size
+        except Image.DecompressionBombError as exc:
+            raise ReadError(f"image header declares an implausibly large image: {exc}") from exc
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            fh.seek(0)
+            claimed = _claims_format(fh.read(16))
+            if claimed is None:
+                kind = path.suffix.lower()[1:].upper() or "image"
+                raise ReadError(f"not a {kind} file (bad signature)") from exc
+            raise ReadError(f"corrupt or truncated {claimed} header") from exc
+    if min(height, width) <= 0:
         raise ReadError("image of zero size")
-    return int(size[0]), int(size[1])
+    return int(height), int(width)
 
 
 def read_image(path: Path) -> np.ndarray:

@@ -167,7 +167,7 @@ register(
         variants=VARIANTS,
         modalities=("us",),
         gates_skips=True,
-        paper_params_m=116.807946,
+        paper_params_m=None,  # the paper publishes no count (ours: tests/test_models_ultrasound.py)
         paper_input={"in_channels": {"us": 3}, "img_size": 384},
         description="AAU-net: U-net with HAAM blocks (assumed 5-level, 64-1024 wiring; TMI 2023)",
         family="us",
