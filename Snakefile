@@ -1,13 +1,24 @@
 # IMAN experiment workflow: data -> training loops -> margins -> evaluation -> tables/figures.
 # Thin on purpose: logic lives in src/iman, rules in workflow/rules (see README.md).
-from pathlib import Path
-
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
+
+from iman.config import DEMO_CONFIG, ConfigError, resolve_config
 
 min_version("9.0")
 
-
-configfile: Path(workflow.basedir) / "config" / "config.yaml"
+# The config is the experiment (iman.config.resolve_config, the same as `iman config`):
+# schema defaults (the paper protocol), then the --configfile file(s) -- the embedded demo
+# config/config.yaml when none is named -- then --config overrides. Nothing else leaks in.
+try:
+    _resolved = resolve_config(
+        list(workflow.config_settings.configfiles) or [DEMO_CONFIG],
+        workflow.config_settings.config,
+    )
+except ConfigError as err:  # the problem list alone, no traceback in front of it
+    raise WorkflowError(str(err)) from None
+config.clear()
+config.update(_resolved)
 
 
 include: "workflow/rules/common.smk"

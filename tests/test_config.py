@@ -1,14 +1,36 @@
-"""Config validation at the door: defaults, every problem listed, allowed values named."""
+"""Config at the door: one layering rule, defaults = paper protocol, every problem listed."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from snakemake.cli import parse_config
 
-from iman.config import ConfigError, load_config, validate_config
+from iman.cli import main
+from iman.config import (
+    DEMO_CONFIG,
+    ConfigError,
+    load_config,
+    resolve_config,
+    validate_config,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS = validate_config({})
+
+
+def _leaves(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_leaves(v, key + "."))
+        else:
+            out[key] = v
+    return out
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "paper.yaml"])
@@ -18,10 +40,80 @@ def test_shipped_configs_validate(name: str) -> None:
 
 
 def test_defaults_are_the_paper_protocol() -> None:
-    cfg = validate_config({})
-    assert cfg["train"]["lr"] == 1e-4 and cfg["train"]["min_lr"] == 5e-5
-    assert cfg["train"]["batch_size"] == 16 and cfg["iman"]["loops"] == 10
-    assert cfg["frames"] == {"strategy": "middle", "T": 5, "step": 3}
+    assert DEFAULTS["train"]["lr"] == 1e-4 and DEFAULTS["train"]["min_lr"] == 5e-5
+    assert DEFAULTS["train"]["batch_size"] == 16 and DEFAULTS["iman"]["loops"] == 10
+    assert DEFAULTS["frames"] == {"strategy": "middle", "T": 5, "step": 3}
+    assert DEFAULTS["data"]["size"] == 320
+    assert DEFAULTS["train"]["loop_lr_decay"] == 1.0
+    assert DEFAULTS["mmg"]["threshold"] == 0.1  # the authors' binarisation
+
+
+def test_paper_config_takes_the_schema_default_for_every_key_it_does_not_set(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    paper = ROOT / "config" / "paper.yaml"
+    assert main(["config", "--configfile", str(paper)]) == 0
+    printed = _leaves(yaml.safe_load(capsys.readouterr().out))
+    named = _leaves(yaml.safe_load(paper.read_text()))
+    defaults = _leaves(DEFAULTS)
+    unset = [k for k in defaults
+             if k not in named and not any(n.startswith(k + ".") for n in named)]
+    assert "train.loop_lr_decay" in unset and "train.augment.rotate_deg" in unset
+    assert {k: printed[k] for k in unset} == {k: defaults[k] for k in unset}
+    assert {k: printed[k] for k in named} == named
+
+
+def test_the_demo_config_is_used_only_when_no_file_is_named(tmp_path: Path) -> None:
+    demo = _leaves(resolve_config([DEMO_CONFIG]))
+    assert demo["train.loop_lr_decay"] == 0.5 and demo["data.size"] == 64
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("train: {lr: 0.01}\n")
+    cfg = resolve_config([mine])
+    assert cfg["train"]["lr"] == 0.01
+    assert cfg["train"]["loop_lr_decay"] == 1.0 and cfg["data"]["size"] == 320
+    assert cfg["train"]["augment"] == DEFAULTS["train"]["augment"]
+
+
+def test_later_files_and_overrides_win_key_by_key(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("train: {lr: 0.01, batch_size: 8}\niman: {loops: 3}\n")
+    b.write_text("train: {lr: 0.02}\n")
+    cfg = resolve_config([a, b], {"iman": {"loops": "4"}})
+    assert cfg["train"]["lr"] == 0.02 and cfg["train"]["batch_size"] == 8
+    assert cfg["iman"]["loops"] == 4
+
+
+def test_nested_command_line_values_are_coerced_by_the_schema() -> None:
+    # Snakemake parses nested --config values with YAML's BaseLoader: all strings
+    overrides = parse_config(['train={"lr": 0.005, "amp": false}', "seeds=[0, 1]",
+                              'frames={"T": 3}', 'dataset={"root": null}'])
+    assert overrides["train"]["lr"] == "0.005"
+    cfg = resolve_config([DEMO_CONFIG], overrides)
+    assert cfg["train"]["lr"] == 0.005 and cfg["train"]["amp"] is False
+    assert cfg["seeds"] == [0, 1] and cfg["frames"]["T"] == 3
+    assert cfg["dataset"]["root"] is None
+
+
+def test_command_line_values_that_do_not_parse_are_rejected() -> None:
+    overrides = parse_config(['train={"lr": "fast"}', "seeds=[0, x]"])
+    with pytest.raises(ConfigError) as err:
+        resolve_config([DEMO_CONFIG], overrides)
+    msg = str(err.value)
+    assert "train.lr" in msg and "'fast' is not of type 'number'" in msg
+    assert "seeds.1" in msg
+
+
+def test_iman_config_reports_bad_overrides(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "--config", 'iman={"loops": "many"}']) == 2
+    assert "iman.loops" in capsys.readouterr().err
+
+
+def test_a_missing_or_broken_config_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file .*nope.yaml"):
+        resolve_config([tmp_path / "nope.yaml"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [lr\n")
+    with pytest.raises(ConfigError, match="bad.yaml is not valid YAML"):
+        resolve_config([bad])
 
 
 def test_wrong_key_and_value_are_all_reported() -> None:

@@ -156,9 +156,10 @@ def _table4(path: Path, with_std: bool) -> Path:
     for mod in ("us", "ceus"):
         for m in ("dsc", "hd"):
             vals = pd.to_numeric(paper[f"{mod}_{m}"], errors="coerce")
-            df[f"{mod}_{m}"] = vals + rng.normal(0, 0.01, len(df))
+            ours = {"dsc": "soft_dsc", "hd": "row_hd"}[m]  # the family the paper printed
+            df[f"{mod}_{ours}"] = vals + rng.normal(0, 0.01, len(df))
             if with_std:
-                df[f"{mod}_{m}_std"] = np.where(vals.notna(), 0.01, np.nan)
+                df[f"{mod}_{ours}_std"] = np.where(vals.notna(), 0.01, np.nan)
             df[f"paper_{mod}_{m}"] = vals
     df.to_csv(path, index=False)
     return path
@@ -173,17 +174,29 @@ def test_table4_heatmap(tmp_path: Path, with_std: bool) -> None:
 def test_ablation_bars_table2_and_table5(tmp_path: Path) -> None:
     t2 = pd.DataFrame({"row": ["a", "b", "c", "d"], "mmg": [0, 1, 1, 1], "itp": [0, 0, 1, 1],
                        "modal_fusion": [0, 0, 0, 1],
-                       "us_dsc": [0.80, 0.82, 0.83, 0.84], "us_dsc_std": [0.01, 0.02, 0.01, 0.0],
-                       "us_hd": [6.0, 5.8, 6.1, 6.1], "ceus_dsc": [0.77, np.nan, 0.80, 0.81],
+                       "us_soft_dsc": [0.80, 0.82, 0.83, 0.84],
+                       "us_soft_dsc_std": [0.01, 0.02, 0.01, 0.0],
+                       "us_row_hd": [6.0, 5.8, 6.1, 6.1],
+                       "ceus_soft_dsc": [0.77, np.nan, 0.80, 0.81],
                        "paper_us_dsc": [0.8033, 0.8268, 0.8313, 0.8396],
                        "paper_ceus_dsc": [0.7689, 0.7890, 0.8033, 0.8116]})
     t2.to_csv(tmp_path / "t2.csv", index=False)
     out = F.ablation_bars(tmp_path / "t2.csv", tmp_path / "t2", figsize=(8.0, 5.0))
     _assert_outputs(out, (8.0, 5.0))
-    t5 = pd.concat([t2.drop(columns=["us_dsc_std"]).assign(backbone=b) for b in ("FPN", "UNet")])
+    t5 = pd.concat([t2.drop(columns=["us_soft_dsc_std"]).assign(backbone=b)
+                    for b in ("FPN", "UNet")])
     t5.to_csv(tmp_path / "t5.csv", index=False)
     out5 = F.ablation_bars(tmp_path / "t5.csv", tmp_path / "t5")
     _assert_outputs(out5, (2 * max(3.4, 0.9 + 0.22 * 8), 2.4 * 2 + F.LEGEND_IN))
+
+
+def test_paper_values_pair_only_with_the_family_they_were_measured_in() -> None:
+    df = pd.DataFrame({"us_dsc": [0.5], "us_soft_dsc": [0.6], "paper_us_dsc": [0.78],
+                       "paper_us_hd": [6.1]})
+    assert F.paper_column(df, "us", "soft_dsc").tolist() == [0.78]
+    assert F.paper_column(df, "us", "row_hd").tolist() == [6.1]
+    assert F.paper_column(df, "us", "dsc").isna().all()  # thresholded DSC: no paper value
+    assert F.paper_column(df, "us", "hd").isna().all()  # HD in mm: no paper value
 
 
 def test_dsc_distribution(tmp_path: Path) -> None:

@@ -115,9 +115,18 @@ def test_empty_prediction_gives_all_ones() -> None:
         np.testing.assert_array_equal(margin_mask(prob, 75, filter, (460, 560)), 1.0)
         t = margin_mask_torch(torch.from_numpy(prob)[None], 75, filter, [(460, 560)])
         assert torch.all(t == 1.0)
-    # the threshold is a parameter: at 0.2 the same map is a full-image lesion
-    band = margin_mask(prob, 75, "none", (460, 560), threshold=0.2)
-    assert band.sum() == 0  # a full image erodes to itself (outside = foreground)
+
+
+def test_full_image_prediction_has_no_boundary_and_gives_all_ones() -> None:
+    # at threshold 0.2 the map is a full-image lesion: it erodes to itself (outside counts
+    # as foreground), so the band is empty; a zero margin would shut every gated skip
+    prob = np.full((32, 32), 0.3, dtype=np.float32)
+    for filter in FILTERS:
+        np.testing.assert_array_equal(
+            margin_mask(prob, 75, filter, (460, 560), threshold=0.2), 1.0)
+        t = margin_mask_torch(torch.from_numpy(prob)[None], 75, filter, [(460, 560)],
+                              threshold=0.2)
+        assert torch.all(t == 1.0)
 
 
 def test_thin_lesion_margin_is_the_dilated_blob() -> None:

@@ -1,8 +1,9 @@
 """Workflow execution on a real local SLURM cluster (slurmctld + slurmd, fake GPUs).
 
 The module fixture brings the cluster up with ``scripts/slurm-local.sh`` (needs root and apt)
-and stops only the daemons it started. If SLURM cannot be brought up the tests FAIL with the
-reason; set ``IMAN_SKIP_SLURM=1`` to skip them explicitly.
+and stops only the daemons it started. Without root (a researcher's ``make test``) the tests
+are skipped with that reason; under ``CI=true`` they always run, and FAIL with the reason if
+SLURM cannot be brought up. ``IMAN_SKIP_SLURM=1`` skips them explicitly (never under CI).
 """
 
 from __future__ import annotations
@@ -59,17 +60,18 @@ def _script(action: str, state: Path, timeout: float) -> subprocess.CompletedPro
 @pytest.fixture(scope="module")
 def slurm_cluster() -> Iterator[Path | None]:
     """A usable local SLURM cluster; yields the STATE dir, or None if it was already up."""
-    if os.environ.get("IMAN_SKIP_SLURM") == "1":
+    in_ci = os.environ.get("CI", "").lower() == "true"
+    if os.environ.get("IMAN_SKIP_SLURM") == "1" and not in_ci:
         pytest.skip("IMAN_SKIP_SLURM=1: SLURM tests skipped on request")
     if _node_ready():
         print(f"\n[slurm] using the cluster that was already up (node {NODE})")
         yield None  # not ours: leave it running
         return
     if os.geteuid() != 0:
-        pytest.fail(
-            "cannot bring up SLURM: scripts/slurm-local.sh needs root "
-            "(set IMAN_SKIP_SLURM=1 to skip these tests explicitly)"
-        )
+        reason = "cannot bring up SLURM: scripts/slurm-local.sh needs root (and apt)"
+        if in_ci:
+            pytest.fail(f"{reason}; CI=true requires the SLURM tests to run")
+        pytest.skip(f"{reason}; not root and not CI, so the SLURM tests are skipped")
     # not under pytest's 0700 tmp dirs: slurmctld runs as user slurm and writes logs here
     state = Path(tempfile.mkdtemp(prefix="iman-slurm-"))
     state.chmod(0o755)
@@ -196,9 +198,6 @@ def _copy_repo(dest: Path) -> None:
 
 def test_smoke_workflow_on_slurm(slurm_cluster: Path | None, tmp_path: Path) -> None:
     """`snakemake tables --workflow-profile profiles/slurm-ci --configfile config/smoke.yaml`."""
-    assert (REPO / "config" / "smoke.yaml").is_file(), (
-        "config/smoke.yaml does not exist yet: the smoke workflow has not landed"
-    )
     work = tmp_path / "repo"
     _copy_repo(work)
     timeout = float(os.environ.get("IMAN_SLURM_SMOKE_TIMEOUT", "3000"))

@@ -73,6 +73,108 @@ def test_dry_run_lists_each_shared_training_job_once(tmp_path: Path) -> None:
     assert "train" in out
 
 
+_JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", re.M)
+AGGREGATES = {"tables", "figures", "all"}
+
+
+def _scheduled(proc: subprocess.CompletedProcess) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    jobs = []
+    for rule, body in _JOB.findall(proc.stdout):
+        match = re.search(r"^\s+wildcards: (.*)$", body, re.M)
+        wildcards = dict(kv.split("=", 1) for kv in match[1].split(", ")) if match else {}
+        jobs.append((rule, wildcards))
+    return jobs
+
+
+def _dry_run(workdir: Path, config: str) -> list[tuple[str, dict[str, str]]]:
+    proc = snakemake(workdir, "-n", "tables", "figures", config=config)
+    return _scheduled(proc)
+
+
+def test_a_changed_learning_rate_retrains_every_node_and_its_downstream(
+        smoke_run: Path, tmp_path: Path) -> None:
+    full = _scheduled(snakemake(tmp_path / "fresh", "-n", "tables", "figures"))
+    jobs = _dry_run(smoke_run, _config(tmp_path, train={"lr": 5.0e-3}))
+    trained = {tuple(w.values()) for r, w in jobs if r == "train"}
+    assert trained == {tuple(w.values()) for r, w in full if r == "train"}
+    rules = {r for r, _ in jobs}
+    assert {"evaluate", "margins", "summarize", "table", "fig_qualitative", "fig_margins",
+            "fig_curves", "fig_table4", "fig_ablation", "fig_distribution"} <= rules
+    assert not {"phantom", "ingest", "split", "frames"} & rules  # the data stay
+
+
+def test_a_changed_us_mmg_kernel_reruns_only_what_the_us_margins_feed(
+        smoke_run: Path, tmp_path: Path) -> None:
+    jobs = _dry_run(smoke_run, _config(tmp_path, mmg={"us": {"kernel": 60,
+                                                            "filter": "gaussian"}}))
+    train = [w for r, w in jobs if r == "train"]
+    assert train and all(int(w["loop"]) >= 1 for w in train)  # no loop-0 job
+    for w in train:
+        if w["modality"] == "ceus":  # a CEUS branch changes only where it is IMAN's (cross)
+            assert "__cross__" in w["run"], w
+        else:
+            assert "us60gaussian" in w["run"], w
+    assert any(w["modality"] == "us" and "__self__" in w["run"] for w in train)
+    margins = [w for r, w in jobs if r == "margins"]
+    assert margins and all(w["kernel"] == "60" for w in margins)
+    assert not {"phantom", "ingest", "split", "frames"} & {r for r, _ in jobs}
+
+
+def test_a_changed_figure_setting_reruns_only_that_figure(smoke_run: Path,
+                                                          tmp_path: Path) -> None:
+    jobs = _dry_run(smoke_run, _config(tmp_path, figures={"n_cases": 3}))
+    # record_run writes the resolved config of every run (nothing reads it back)
+    assert {r for r, _ in jobs} - AGGREGATES == {"fig_qualitative", "record_run"}
+
+
+def test_a_new_table3_frame_count_runs_only_its_new_jobs(smoke_run: Path,
+                                                         tmp_path: Path) -> None:
+    jobs = _dry_run(smoke_run, _config(tmp_path, tables={"table3": {"frames": [1, 3, 5]}}))
+    rules = {r for r, _ in jobs} - AGGREGATES
+    assert rules == {"frames", "train", "evaluate", "summarize", "table", "record_run"}
+    assert [w["T"] for r, w in jobs if r == "frames"] == ["5"]
+    assert all("T5s" in w["run"] for r, w in jobs if r in ("train", "evaluate"))
+    assert all("T5s" in w["exp"] for r, w in jobs if r == "summarize")
+    assert [w["table"] for r, w in jobs if r == "table"] == ["table3"]
+
+
+def test_command_line_overrides_reach_the_run_with_their_types(tmp_path: Path) -> None:
+    snakemake(tmp_path, "record_run", "--config", 'train={"lr": 0.005}', "seeds=[0, 1]")
+    resolved = yaml.safe_load((tmp_path / "results" / "config.resolved.yaml").read_text())
+    assert resolved["train"]["lr"] == 0.005 and resolved["seeds"] == [0, 1]
+    provenance = json.loads((tmp_path / "results" / "provenance.json").read_text())
+    assert provenance["config"] == resolved
+    assert provenance["packages"]["torch"] and provenance["packages"]["snakemake"]
+    assert len(provenance["git"]["commit"] or "x" * 40) == 40
+
+
+def test_the_paper_run_records_schema_defaults_for_what_it_does_not_set(
+        tmp_path: Path) -> None:
+    snakemake(tmp_path, "record_run", config="config/paper.yaml")
+    resolved = yaml.safe_load((tmp_path / "results" / "config.resolved.yaml").read_text())
+    assert resolved["train"]["loop_lr_decay"] == 1.0  # not the demo's 0.5
+    assert resolved["train"]["augment"] == {"crop_scale": 0.85, "flip_p": 0.5, "rotate_deg": 15}
+    assert resolved["data"]["size"] == 320 and resolved["train"]["lr"] == 1e-4
+
+
+def test_every_node_and_summary_records_its_provenance(smoke_run: Path) -> None:
+    import torch
+
+    results = smoke_run / "results"
+    node = next((results / "runs").glob("*/us/loop0"))
+    record = json.loads((node / "provenance.json").read_text())
+    assert record["protocol"]["img_size"] == 32 and record["protocol"]["lr"] == 1e-3
+    assert record["device"] == "cpu" and record["environment"]["packages"]["torch"]
+    ckpt = torch.load(node / "best.pt", map_location="cpu", weights_only=False)
+    assert ckpt["provenance"]["device"] == "cpu"
+    assert ckpt["provenance"]["packages"] == record["environment"]["packages"]
+    summary = json.loads(next((results / "experiments").glob("*/summary.json")).read_text())
+    for modality, branch in summary["branches"].items():
+        chosen = summary["provenance"][modality]["node"]
+        assert (chosen["run"], chosen["loop"]) == (branch["run"], branch["loop"])
+
+
 def test_changing_a_plotting_input_reruns_only_that_figure(smoke_run: Path) -> None:
     # Snakemake skips a newer input whose recorded checksum is unchanged, so a bare touch
     # is not enough: the content must change (restored afterwards for the other tests).
@@ -145,6 +247,9 @@ def test_broken_case_sheet_fails_with_one_report_and_no_manifest(tmp_path: Path)
         assert needle in log
     assert not (tmp_path / "results" / "data" / "manifest.csv").exists()
     assert not (tmp_path / "results" / "data" / "cache").exists()
+    assert "Traceback" not in log  # the problem list alone, also on the console:
+    console = proc.stdout + proc.stderr
+    assert all(needle in console for needle in ("C1", "missing.png", "corrupt.png"))
 
 
 def _authors_layout(phantom: Path, root: Path, n_test: int) -> tuple[list[str], list[str]]:

@@ -1,5 +1,6 @@
 """The ``iman`` command: thin wrappers around library functions.
 
+    iman config [--configfile F ...] [--config K=V ...]   print the resolved config (YAML)
     iman models [--params]          list registered methods (paper parameter counts)
     iman phantom --out DIR          write the synthetic US-CEUS dataset (sheet layout)
     iman ingest --layout ... --root ... --out ...   validate + cache a dataset
@@ -30,6 +31,25 @@ def _models(args: argparse.Namespace) -> int:
         print(f"{e.name:<10} {e.family:<9} {','.join(e.modalities):<9} "
               f"{'yes' if e.gates_skips else 'no':<5} {paper:>8} {computed:>10}  "
               f"{','.join(e.variants)}")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    from snakemake.cli import parse_config
+
+    from iman.config import DEMO_CONFIG, ConfigError, dump_config, resolve_config
+
+    try:
+        overrides = parse_config(args.config or [])
+    except ValueError as err:
+        print(f"iman config: {err}", file=sys.stderr)
+        return 2
+    try:
+        cfg = resolve_config(args.configfile or [DEMO_CONFIG], overrides)
+    except ConfigError as err:
+        print(f"iman config: {err}", file=sys.stderr)
+        return 2
+    print(dump_config(cfg), end="")
     return 0
 
 
@@ -69,6 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="iman", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("config", help="print the resolved config as the workflow would run it",
+                       description="Schema defaults (the paper protocol), then each "
+                       "--configfile in order (config/config.yaml, the embedded demo, when "
+                       "none is given), then --config overrides; as Snakemake's options.")
+    c.add_argument("--configfile", "--configfiles", nargs="+", action="extend", metavar="FILE",
+                   help="config file(s), in order")
+    c.add_argument("--config", nargs="+", action="extend", metavar="KEY=VALUE",
+                   help="overrides, Snakemake syntax (e.g. 'train={\"lr\": 0.005}')")
     m = sub.add_parser("models", help="list registered models")
     m.add_argument("--params", action="store_true", help="build each paper config and count")
     p = sub.add_parser("phantom", help="write the synthetic dataset")
@@ -84,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--layout", default="sheet", choices=["sheet", "iman_public"])
     r.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    return {"models": _models, "phantom": _phantom, "predict": _predict}[args.command](args)
+    commands = {"config": _config, "models": _models, "phantom": _phantom, "predict": _predict}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,22 +1,32 @@
-"""Load and validate the workflow configuration against its JSON schema.
+"""Resolve and validate the workflow configuration against its JSON schema.
 
-Defaults from the schema are filled in, then every problem is collected and reported at
-once, each naming the key (dotted path) and what is allowed.
+The config is the experiment. :func:`resolve_config` is the one layering rule, used by the
+Snakefile and by ``iman config``: schema defaults (the paper protocol), then the named config
+file(s) in order, then ``--config`` overrides, never a value from a file the user did not
+name. ``--config`` values arrive as strings (Snakemake parses nested values with YAML's
+BaseLoader); they are coerced by the schema's types and still rejected when they do not parse.
+Every problem is collected and reported at once, each naming the key (dotted path).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-__all__ = ["SCHEMA_PATH", "ConfigError", "load_config", "validate_config"]
+__all__ = ["DEMO_CONFIG", "SCHEMA_PATH", "ConfigError", "coerce_overrides", "dump_config",
+           "load_config", "resolve_config", "validate_config"]
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = PROJECT_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEMO_CONFIG = PROJECT_ROOT / "config" / "config.yaml"
+"""The embedded demo: the config a run uses when no ``--configfile`` is named."""
 
 
 class ConfigError(ValueError):
@@ -75,7 +85,18 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         problems = list(_errors(filled, schema)) + _semantic_problems(filled)
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
-    return filled
+    return _ordered(filled, schema, schema)
+
+
+def _ordered(node: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
+    """``node`` with its keys in schema order (so a resolved config reads like the schema)."""
+    if "$ref" in schema:
+        schema = {**_resolve(root, schema["$ref"]), **schema}
+    if not isinstance(node, dict):
+        return node
+    props = schema.get("properties", {})
+    keys = [k for k in props if k in node] + [k for k in node if k not in props]
+    return {k: _ordered(node[k], props.get(k, {}), root) for k in keys}
 
 
 def _semantic_problems(cfg: dict[str, Any]) -> list[str]:
@@ -99,10 +120,108 @@ def _semantic_problems(cfg: dict[str, Any]) -> list[str]:
     return problems
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Read a YAML config (plus optional overrides) and validate it."""
-    with open(path) as fh:
-        cfg = yaml.safe_load(fh) or {}
-    for key, value in (overrides or {}).items():
-        cfg[key] = value
+def _merge(base: dict[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``new`` into ``base`` (mappings merge key by key, anything else replaces)."""
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = _plain(value)
+    return base
+
+
+def _plain(value: Any) -> Any:
+    """Plain dicts/lists (Snakemake hands over immutable maps and tuples)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+_TRUE, _FALSE, _NULL = ("true", "yes", "on"), ("false", "no", "off"), ("null", "~", "none")
+
+
+def _coerce_scalar(value: str, types: list[str]) -> Any:
+    """``value`` as the first schema type it parses as; unchanged when none fits."""
+    text = value.strip()
+    for t in types:
+        try:
+            if t == "integer" and re.fullmatch(r"[+-]?\d+", text):
+                return int(text)
+            if t == "number":
+                number = float(text)
+                if math.isfinite(number):
+                    return int(text) if re.fullmatch(r"[+-]?\d+", text) else number
+            if t == "boolean" and text.lower() in _TRUE + _FALSE:
+                return text.lower() in _TRUE
+            if t == "null" and text.lower() in _NULL:
+                return None
+        except ValueError:
+            continue
+    return value
+
+
+def _types(schema: dict[str, Any]) -> list[str]:
+    t = schema.get("type")
+    if t is None and "enum" in schema:  # an enum of numbers coerces like its values
+        kinds = {type(v) for v in schema["enum"]}
+        t = ["integer"] if kinds == {int} else ["number"] if kinds <= {int, float} else []
+    types = t if isinstance(t, list) else [t] if t else []
+    return [x for x in types if x != "string"] + [x for x in types if x == "string"]
+
+
+def _coerce(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
+    if "$ref" in schema:
+        schema = {**_resolve(root, schema["$ref"]),
+                  **{k: v for k, v in schema.items() if k != "$ref"}}
+    if isinstance(value, Mapping):
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        return {k: _coerce(v, props.get(k, extra if isinstance(extra, dict) else {}), root)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        if isinstance(value, tuple) or "array" in _types(schema) or "items" in schema:
+            return [_coerce(v, schema.get("items", {}), root) for v in value]
+        return list(value)
+    if isinstance(value, str):
+        return _coerce_scalar(value, _types(schema))
+    return value
+
+
+def coerce_overrides(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``--config`` values (strings from YAML's BaseLoader) as the schema's types."""
+    schema = _schema()
+    return _coerce(_plain(overrides or {}), schema, schema)
+
+
+def resolve_config(configfiles: Sequence[str | Path] = (),
+                   overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The one layering rule: schema defaults, then each config file, then ``overrides``.
+
+    Nothing else leaks in: a key no named file sets takes its schema default (the paper
+    protocol). Returns the validated config with every default filled; raises ConfigError.
+    """
+    cfg: dict[str, Any] = {}
+    for path in configfiles:
+        try:
+            with open(path) as fh:
+                loaded = yaml.safe_load(fh) or {}
+        except OSError as err:
+            raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: expected a mapping of keys at the top")
+        _merge(cfg, loaded)
+    _merge(cfg, coerce_overrides(overrides))
     return validate_config(cfg)
+
+
+def dump_config(cfg: Mapping[str, Any]) -> str:
+    """The resolved config as YAML (schema key order kept)."""
+    return yaml.safe_dump(_plain(cfg), sort_keys=False, default_flow_style=None, width=100)
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One config file over the schema defaults (plus optional overrides), validated."""
+    return resolve_config([path], overrides)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from iman.paths import parse_node
+
 __all__ = ["COLUMNS", "collect_costs", "node_key", "write_cost_table"]
 
 #: columns of the table returned by :func:`collect_costs`
@@ -25,27 +27,9 @@ Key = tuple[str, str, int]
 
 
 def node_key(path: Path) -> Key:
-    """(run, modality, loop) of a benchmark TSV or a history CSV path.
-
-    Benchmarks: ``.../benchmarks/train/{run}/{modality}/loop{l}.tsv``; histories:
-    ``.../runs/{run}/{modality}/loop{l}/history.csv``. A run name may contain ``/``.
-    """
-    parts = list(Path(path).parts)
-    if parts[-1] == "history.csv":
-        anchor: tuple[str, ...] = ("runs",)
-        parts = parts[:-1]
-    else:
-        anchor = ("benchmarks", "train")
-        parts[-1] = Path(parts[-1]).stem
-    loop_part, modality = parts[-1], parts[-2] if len(parts) > 1 else ""
-    if not loop_part.startswith("loop") or not loop_part[4:].isdigit():
-        raise ValueError(f"no loop<N> in {path}")
-    n = len(anchor)
-    # the anchor nearest to the end that still leaves >= 1 run component before modality
-    for end in range(len(parts) - 4, n - 2, -1):
-        if tuple(parts[end - n + 1 : end + 1]) == anchor:
-            return "/".join(parts[end + 1 : -2]), modality, int(loop_part[4:])
-    raise ValueError(f"no '{'/'.join(anchor)}/<run>/<modality>/loop<N>' in {path}")
+    """(run, modality, loop) of a benchmark TSV or a history CSV path (:func:`parse_node`)."""
+    node = parse_node(path)
+    return node.run, node.modality, node.loop
 
 
 def _read_benchmark(path: Path) -> tuple[float, float]:

@@ -395,6 +395,20 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
     return pd.to_numeric(df[name], errors="coerce")
 
 
+#: reproduced metric -> the printed paper column measured the same way (docs/metrics.md);
+#: the standard family (thresholded DSC, HD in mm) has no printed counterpart
+PAPER_PAIR: Final = {"soft_dsc": "dsc", "row_hd": "hd"}
+_METRIC_LABEL: Final = {"dsc": "DSC", "hd": "HD (mm)", "hd95": "HD95 (mm)",
+                        "soft_dsc": "soft DSC", "row_hd": "row-HD"}
+
+
+def paper_column(df: pd.DataFrame, modality: str, metric: str) -> pd.Series:
+    """Printed paper values comparable with ``metric`` (all NaN for the standard family)."""
+    if metric not in PAPER_PAIR:
+        return pd.Series(np.nan, index=df.index, dtype=float)
+    return _col(df, f"paper_{modality}_{PAPER_PAIR[metric]}")
+
+
 def _kernel_key(value: str) -> tuple[int, float, str]:
     """Sort 'none' first, then numeric kernels, then any other label."""
     if value == "none":
@@ -404,7 +418,7 @@ def _kernel_key(value: str) -> tuple[int, float, str]:
 
 
 @_styled
-def table4_heatmap(table4_csv: Path | str, out_stem: Path | str, *, metric: str = "dsc",
+def table4_heatmap(table4_csv: Path | str, out_stem: Path | str, *, metric: str = "soft_dsc",
                    figsize: tuple[float, float] = (10.0, 4.8)) -> tuple[Path, Path]:
     """Table IV as kernel × filter heatmaps (one per modality) of the reproduced ``metric``.
 
@@ -428,7 +442,8 @@ def table4_heatmap(table4_csv: Path | str, out_stem: Path | str, *, metric: str 
         col = f"{modality}_{metric}"
         values = np.full((len(kernels), len(filters)), np.nan)
         stds, paper = values.copy(), values.copy()
-        mean_s, std_s, paper_s = _col(df, col), _col(df, f"{col}_std"), _col(df, f"paper_{col}")
+        mean_s, std_s = _col(df, col), _col(df, f"{col}_std")
+        paper_s = paper_column(df, modality, metric)
         for i, row in df.iterrows():
             r, c = kernels.index(row["kernel"]), filters.index(row["filter"])
             values[r, c], stds[r, c], paper[r, c] = mean_s[i], std_s[i], paper_s[i]
@@ -446,7 +461,8 @@ def table4_heatmap(table4_csv: Path | str, out_stem: Path | str, *, metric: str 
         sns.heatmap(pd.DataFrame(values, index=kernels, columns=filters), ax=ax, mask=missing,
                     cmap=cmap, vmin=vmin, vmax=vmax, annot=labels, fmt="",
                     annot_kws={"fontsize": 8}, linewidths=0.6, linecolor="white",
-                    cbar_kws={"label": f"reproduced {metric.upper()}", "fraction": 0.05})
+                    cbar_kws={"label": f"reproduced {_METRIC_LABEL.get(metric, metric)}",
+                              "fraction": 0.05})
         for text in list(ax.texts):  # seaborn's annotations (contrast colour chosen per cell)
             x, y = text.get_position()
             text.set_y(y - 0.08)
@@ -470,7 +486,8 @@ def table4_heatmap(table4_csv: Path | str, out_stem: Path | str, *, metric: str 
         ax.tick_params(axis="y", labelrotation=0)
         ax.set_xlabel("filter")
         ax.set_ylabel("kernel size")
-        ax.set_title(f"{_MOD_LABEL[modality]} {metric.upper()} (reproduced; paper below)")
+        ax.set_title(f"{_MOD_LABEL[modality]} {_METRIC_LABEL.get(metric, metric)} "
+                     "(reproduced; paper below)")
     fig.legend(handles=[Patch(fill=False, ec="red", lw=2.5, label="best reproduced"),
                         Patch(fill=False, ec="#555555", lw=1.5, ls="--", label="best in paper"),
                         Patch(fc="#dddddd", label="not reproduced (—)")],
@@ -506,7 +523,7 @@ def _bar_limits(lo: float, hi: float, bounded: bool) -> tuple[float, float]:
 
 @_styled
 def ablation_bars(table_csv: Path | str, out_stem: Path | str, *,
-                  metrics: Sequence[str] = ("dsc", "hd"),
+                  metrics: Sequence[str] = ("soft_dsc", "row_hd"),
                   figsize: tuple[float, float] | None = None) -> tuple[Path, Path]:
     """Table II / V ablations as grouped bars with std-over-seeds error bars.
 
@@ -532,7 +549,8 @@ def ablation_bars(table_csv: Path | str, out_stem: Path | str, *,
         for c, modality in enumerate(MODALITIES):
             ax = axes[r, c]
             col = f"{modality}_{metric}"
-            mean, std, paper = _col(df, col), _col(df, f"{col}_std"), _col(df, f"paper_{col}")
+            mean, std = _col(df, col), _col(df, f"{col}_std")
+            paper = paper_column(df, modality, metric)
             shown: list[float] = []
             for i, (setting, group) in enumerate(zip(settings, df.get("backbone", [""] * len(df)))):
                 g, s = groups.index(str(group)), order.index(setting)
@@ -546,8 +564,8 @@ def ablation_bars(table_csv: Path | str, out_stem: Path | str, *,
                 if not math.isnan(p):
                     ax.plot([x - bar_w * 0.45, x + bar_w * 0.45], [p, p], color="black", lw=1.5)
                     shown.append(p)
-            ax.set_title(f"{_MOD_LABEL[modality]} {metric.upper()}")
-            ax.set_ylabel(metric.upper() + (" (mm)" if metric == "hd" else ""))
+            ax.set_title(f"{_MOD_LABEL[modality]} {_METRIC_LABEL.get(metric, metric)}")
+            ax.set_ylabel(_METRIC_LABEL.get(metric, metric))
             if shown:
                 ax.set_ylim(*_bar_limits(min(shown), max(shown), metric.endswith("dsc")))
                 ax.set_xticks(range(len(groups)), groups)

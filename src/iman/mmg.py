@@ -28,6 +28,9 @@ Edge cases:
 * empty prediction (nothing at or above the threshold): the margin is all ones, i.e. the
   gate lets everything through. The authors' code reaches the same effect by accident (a
   0/0 normalisation turns the whole image into margin).
+* no boundary at all (the whole image at or above the threshold, typical of an untrained
+  branch at the authors' 0.1 threshold): the band would be empty and a zero margin would
+  shut every gated skip, so the margin is all ones here too (no location information).
 * a lesion thinner than the element: erosion empties it and the margin is the dilated blob
   (which is what the XOR gives).
 * a lesion touching the image border: the outside counts as background for dilation (no
@@ -143,6 +146,8 @@ def margin_mask(
     if not binary.any():
         return np.ones((s, s), dtype=np.float32)
     band = hard_band(binary, kernel_px, orig_size).astype(np.float32)
+    if not band.any():
+        return np.ones((s, s), dtype=np.float32)
     if filter == "none":
         return band
     f = filter_size(s)
@@ -223,12 +228,13 @@ def margin_mask_torch(
         raise ValueError(f"{len(orig_sizes)} original sizes for a batch of {x.shape[0]}")
     binary = (x >= threshold).to(torch.float32)
     out = band_torch(binary, kernel_px, orig_sizes)
+    no_band = out.flatten(1).amax(dim=1) == 0
     if filter != "none":
         f = filter_size(s)
         k1d = np.full(f, 1.0 / f) if filter == "mean" else cv2.getGaussianKernel(f, 0).ravel()
         out = _separable_blur(out, k1d).clamp_(0.0, 1.0)
     empty = binary.flatten(1).amax(dim=1) == 0
-    out[empty] = 1.0
+    out[empty | no_band] = 1.0
     return out[:, 0] if squeeze else out
 
 
@@ -244,16 +250,29 @@ def make_margins(
     kernel_px: float,
     filter: str,
     threshold: float = 0.5,
+    device: str = "cpu",
+    batch_size: int = 64,
 ) -> dict[str, np.ndarray]:
     """Margins of every case, float16 S×S (the ``margins_k{k}_{filter}.npz`` format).
 
     ``preds``: case id → S×S probability (``pred.npz``); ``sizes``: case id → original (H, W).
+    On a CUDA ``device`` the batched :func:`margin_mask_torch` runs there (``iman predict`` on
+    a GPU); on CPU OpenCV's :func:`margin_mask` is faster and is used.
     """
     _check_filter(filter)
     missing = sorted(set(preds) - set(sizes))
     if missing:
         raise KeyError(f"no original size for cases {missing[:5]}")
-    return {
-        cid: margin_mask(p, kernel_px, filter, tuple(sizes[cid]), threshold).astype(np.float16)
-        for cid, p in preds.items()
-    }
+    if not device.startswith("cuda"):
+        return {
+            cid: margin_mask(p, kernel_px, filter, tuple(sizes[cid]), threshold).astype(np.float16)
+            for cid, p in preds.items()
+        }
+    ids, out = list(preds), {}
+    for i in range(0, len(ids), batch_size):
+        chunk = ids[i:i + batch_size]
+        batch = torch.stack([torch.as_tensor(np.asarray(preds[c], np.float32)) for c in chunk])
+        margins = margin_mask_torch(batch.to(device), kernel_px, filter,
+                                    [tuple(sizes[c]) for c in chunk], threshold)
+        out.update(zip(chunk, margins.cpu().numpy().astype(np.float16)))
+    return out

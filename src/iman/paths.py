@@ -1,15 +1,23 @@
 """The one path grammar of the workflow's results (results, logs and benchmarks mirror it).
 
-Rules, scripts, ``iman predict`` and the tests all build file names here.
+Rules, scripts, ``iman predict``, figures and the tests all build file names here; nothing
+else spells a results path. Methods take plain values, so the rules can pass wildcard
+patterns (``"{run}"``) where a job's values go.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from iman.experiments import Node
 
-__all__ = ["Paths"]
+__all__ = ["Paths", "case_file", "parse_node"]
+
+
+def case_file(cache_dir: str | Path, case_id: str) -> Path:
+    """One case's cached arrays inside a cache folder (the workflow's or a predict run's)."""
+    return Path(cache_dir) / f"{case_id}.npz"
 
 
 @dataclass(frozen=True)
@@ -18,6 +26,41 @@ class Paths:
 
     root: str = "results"
 
+    # ---- data ------------------------------------------------------------------------
+    @property
+    def data_dir(self) -> str:
+        """Manifest, cache, splits and frame picks."""
+        return f"{self.root}/data"
+
+    @property
+    def manifest(self) -> str:
+        """The dataset manifest."""
+        return f"{self.data_dir}/manifest.csv"
+
+    @property
+    def cache_dir(self) -> str:
+        """One validated ``.npz`` per case at the working resolution."""
+        return f"{self.data_dir}/cache"
+
+    def case_cache(self, case_id: str) -> Path:
+        """The cached arrays of one case."""
+        return case_file(self.cache_dir, case_id)
+
+    @property
+    def splits(self) -> str:
+        """The persisted split."""
+        return f"{self.data_dir}/splits.json"
+
+    def frames(self, T: int | str, step: int | str, strategy: str) -> str:
+        """Per-case CEUS frame indices for one (T, step, strategy)."""
+        return f"{self.data_dir}/frames/T{T}_s{step}_{strategy}.json"
+
+    @property
+    def phantom_sheet(self) -> str:
+        """Case sheet of the synthetic dataset."""
+        return f"{self.root}/phantom/cases.csv"
+
+    # ---- training nodes --------------------------------------------------------------
     def node_dir(self, node: Node) -> str:
         """Folder of one trained node (checkpoints, predictions, margins, metrics)."""
         return f"{self.root}/runs/{node.run}/{node.modality}/loop{node.loop}"
@@ -27,32 +70,85 @@ class Paths:
         return f"{self.node_dir(node)}/{name}"
 
     @staticmethod
-    def margins_name(kernel: int, filt: str) -> str:
+    def margins_name(kernel: int | str, filt: str) -> str:
         """File name of the margins made with one MMG setting."""
         return f"margins_k{kernel}_{filt}.npz"
 
-    def frames(self, T: int, step: int, strategy: str) -> str:
-        """Per-case CEUS frame indices for one (T, step, strategy)."""
-        return f"{self.root}/data/frames/T{T}_s{step}_{strategy}.json"
+    def margins(self, node: Node, kernel: int | str, filt: str) -> str:
+        """Margins made from ``node``'s predictions with one MMG setting."""
+        return self.node_file(node, self.margins_name(kernel, filt))
+
+    # ---- experiments, tables, figures ------------------------------------------------
+    def experiment_dir(self, experiment: str) -> str:
+        """Folder of one experiment's summary and per-case rows."""
+        return f"{self.root}/experiments/{experiment}"
 
     def summary(self, experiment: str) -> str:
         """Summary of one experiment."""
-        return f"{self.root}/experiments/{experiment}/summary.json"
+        return f"{self.experiment_dir(experiment)}/summary.json"
 
     def per_case(self, experiment: str) -> str:
         """Test rows of the selected loops of one experiment."""
-        return f"{self.root}/experiments/{experiment}/per_case.csv"
+        return f"{self.experiment_dir(experiment)}/per_case.csv"
+
+    def table(self, table: str, ext: str) -> str:
+        """One paper table (``csv``, ``md``, ``tex``, ``html``)."""
+        return f"{self.root}/tables/{table}.{ext}"
+
+    @property
+    def cost(self) -> str:
+        """Wall time, device and epochs of every training job."""
+        return f"{self.root}/tables/cost.csv"
+
+    def figure(self, name: str, ext: str) -> str:
+        """One figure (``png`` or ``pdf``)."""
+        return f"{self.root}/figures/{name}.{ext}"
+
+    @property
+    def resolved_config(self) -> str:
+        """The resolved config of the run (what ``iman config`` prints)."""
+        return f"{self.root}/config.resolved.yaml"
+
+    @property
+    def provenance(self) -> str:
+        """Code version, package versions and host of the run."""
+        return f"{self.root}/provenance.json"
+
+    @property
+    def report(self) -> str:
+        """The Snakemake HTML report."""
+        return f"{self.root}/report.html"
+
+    # ---- logs and benchmarks ---------------------------------------------------------
+    def log(self, *parts: str) -> str:
+        """A job's log file, ``logs/<parts...>.log``."""
+        return f"{self.root}/logs/{'/'.join(parts)}.log"
 
     def benchmark(self, node: Node) -> str:
         """Snakemake benchmark TSV of a training node."""
         return f"{self.root}/benchmarks/train/{node.run}/{node.modality}/loop{node.loop}.tsv"
 
-    @property
-    def manifest(self) -> str:
-        """The dataset manifest."""
-        return f"{self.root}/data/manifest.csv"
 
-    @property
-    def splits(self) -> str:
-        """The persisted split."""
-        return f"{self.root}/data/splits.json"
+def parse_node(path: str | Path) -> Node:
+    """The node of a benchmark TSV or a node file (``history.csv``) path: the inverse of
+    :meth:`Paths.benchmark` and :meth:`Paths.node_file`.
+
+    Benchmarks: ``.../benchmarks/train/{run}/{modality}/loop{l}.tsv``; histories:
+    ``.../runs/{run}/{modality}/loop{l}/history.csv``. A run name may contain ``/``.
+    """
+    parts = list(Path(path).parts)
+    if parts[-1] == "history.csv":
+        anchor: tuple[str, ...] = ("runs",)
+        parts = parts[:-1]
+    else:
+        anchor = ("benchmarks", "train")
+        parts[-1] = Path(parts[-1]).stem
+    loop_part, modality = parts[-1], parts[-2] if len(parts) > 1 else ""
+    if not loop_part.startswith("loop") or not loop_part[4:].isdigit():
+        raise ValueError(f"no loop<N> in {path}")
+    n = len(anchor)
+    # the anchor nearest to the end that still leaves >= 1 run component before modality
+    for end in range(len(parts) - 4, n - 2, -1):
+        if tuple(parts[end - n + 1 : end + 1]) == anchor:
+            return Node("/".join(parts[end + 1 : -2]), modality, int(loop_part[4:]))
+    raise ValueError(f"no '{'/'.join(anchor)}/<run>/<modality>/loop<N>' in {path}")

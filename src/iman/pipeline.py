@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 
 from iman.experiments import Node, parse_name
+from iman.paths import case_file
 
-__all__ = ["evaluate_node", "make_margins_node", "read_split", "train_config", "train_node"]
+__all__ = ["evaluate_node", "make_margins_node", "node_protocol", "read_split", "train_config",
+           "train_node"]
 
 
 def read_split(splits_file: Path, fold: int = 0) -> dict[str, list[str]]:
@@ -23,49 +25,63 @@ def read_split(splits_file: Path, fold: int = 0) -> dict[str, list[str]]:
     return json.loads(Path(splits_file).read_text())["folds"][fold]
 
 
-def _variant_weights(cfg: dict[str, Any], method: str) -> str | None:
-    return cfg["model"]["weights"].get(method)
+def node_protocol(cfg: dict[str, Any], node: Node) -> dict[str, Any]:
+    """The resolved training protocol of one node: every :class:`TrainConfig` field that
+    changes what is learned (model, data shape, injection, weights, optimisation, seed).
 
-
-def train_config(cfg: dict[str, Any], node: Node, threads: int = 1):
-    """The :class:`~iman.train.TrainConfig` of one node (model, data shape, protocol)."""
+    It is the train rule's ``params``, so a change to any of it retrains the node (and
+    everything downstream); machine settings (threads) and labels (meta) are left out.
+    """
     from iman.models import get_entry
-    from iman.train import TrainConfig
 
     spec = parse_name(node.run)
     entry = get_entry(spec.method)
     in_channels = {m: (1 if m == "us" else int(spec.T or 1)) for m in entry.consumed(node.modality)}
-    injection = spec.injection if entry.gates_skips else "input_channel"
     t = cfg["train"]
     lr = t["lr"] * t["loop_lr_decay"] ** node.loop
-    return TrainConfig(
-        model=spec.method, variant=spec.variant, in_channels=in_channels,
-        img_size=cfg["data"]["size"], injection=injection,
-        weights=_variant_weights(cfg, spec.method), max_epochs=t["max_epochs"],
-        min_epochs=t["min_epochs"], batch_size=t["batch_size"], lr=lr,
-        min_lr=min(t["min_lr"], lr), weight_decay=t["weight_decay"], patience=t["patience"],
-        converge_eps=t["converge_eps"], converge_window=t["converge_window"],
-        bce_weight=t["bce_weight"], augment=dict(t["augment"]), seed=spec.seed, amp=t["amp"],
-        threads=threads,
-        meta={"run": node.run, "modality": node.modality, "loop": node.loop},
-    )
+    return {
+        "model": spec.method, "variant": spec.variant, "in_channels": in_channels,
+        "img_size": cfg["data"]["size"],
+        "injection": spec.injection if entry.gates_skips else "input_channel",
+        "weights": cfg["model"]["weights"].get(spec.method),
+        "max_epochs": t["max_epochs"], "min_epochs": t["min_epochs"],
+        "batch_size": t["batch_size"], "lr": lr, "min_lr": min(t["min_lr"], lr),
+        "weight_decay": t["weight_decay"], "patience": t["patience"],
+        "converge_eps": t["converge_eps"], "converge_window": t["converge_window"],
+        "bce_weight": t["bce_weight"], "augment": dict(t["augment"]), "seed": spec.seed,
+        "amp": t["amp"],
+    }
 
 
-def train_node(cfg: dict[str, Any], node: Node, cache_dir: Path, splits_file: Path,
-               frames_file: Path | None, out_dir: Path, init_weights: Path | None = None,
-               margins_file: Path | None = None, threads: int = 1,
+def train_config(protocol: dict[str, Any], node: Node, threads: int = 1):
+    """The :class:`~iman.train.TrainConfig` of one node from its protocol."""
+    from iman.train import TrainConfig
+
+    return TrainConfig(**protocol, threads=threads,
+                       meta={"run": node.run, "modality": node.modality, "loop": node.loop})
+
+
+def train_node(protocol: dict[str, Any], node: Node, cache_dir: Path, splits_file: Path,
+               fold: int, frames_file: Path | None, out_dir: Path,
+               init_weights: Path | None = None, margins_file: Path | None = None,
+               margins_threshold: float | None = None, threads: int = 1,
                progress: bool = True) -> dict[str, Any]:
-    """Train one branch/loop, then predict every case with its best weights (pred.npz)."""
+    """Train one branch/loop, then predict every case with its best weights (pred.npz).
+
+    Also writes the node's ``provenance.json``: the protocol, the node, the device and the
+    environment (git commit, package versions) that produced it.
+    """
     import torch
 
     from iman.data.dataset import load_cases, load_margins
     from iman.models import get_entry
+    from iman.provenance import environment
     from iman.train import Trainer, build_from_checkpoint, predict_probs
 
-    tcfg = train_config(cfg, node, threads)
+    tcfg = train_config(protocol, node, threads)
     entry = get_entry(tcfg.model)
     inputs = entry.consumed(node.modality)
-    split = read_split(splits_file, cfg["split"]["fold"])
+    split = read_split(splits_file, fold)
     margins = load_margins(margins_file)
     load = lambda ids: load_cases(cache_dir, ids, inputs, node.modality, frames_file,  # noqa: E731
                                   margins)
@@ -76,8 +92,15 @@ def train_node(cfg: dict[str, Any], node: Node, cache_dir: Path, splits_file: Pa
     probs = predict_probs(model, load(every), trainer.device, tcfg.batch_size, tcfg.amp)
     np.savez_compressed(out_dir / "pred.npz",
                         **{c: p.astype(np.float16) for c, p in zip(every, probs)})
-    (out_dir / "device.txt").write_text(
-        trainer.device if trainer.device == "cpu" else f"cuda:{torch.cuda.get_device_name()}")
+    device = (trainer.device if trainer.device == "cpu"
+              else f"cuda:{torch.cuda.get_device_name()}")
+    (out_dir / "device.txt").write_text(device)
+    record = {"node": {"run": node.run, "modality": node.modality, "loop": node.loop},
+              "protocol": protocol, "fold": fold, "device": device, "threads": threads,
+              "margins": (None if margins_file is None else
+                          {"file": margins_file.name, "threshold": margins_threshold}),
+              "training": summary, "environment": environment()}
+    (out_dir / "provenance.json").write_text(json.dumps(record, indent=1))
     return summary
 
 
@@ -105,7 +128,7 @@ def evaluate_node(pred_file: Path, cache_dir: Path, splits_file: Path, modality:
     with np.load(pred_file) as preds:
         for subset in ("val", "test"):
             for case in split[subset]:
-                with np.load(cache_dir / f"{case}.npz") as c:
+                with np.load(case_file(cache_dir, case)) as c:
                     m = case_metrics(preds[case].astype(np.float32), c[f"{modality}_mask"],
                                      c[f"{modality}_mask_orig"],
                                      float(c[f"{modality}_spacing_mm"]))

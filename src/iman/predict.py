@@ -16,7 +16,15 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from iman.experiments import Spec, branch_modalities, margin_source, node_for, parse_name
+from iman.experiments import (
+    Node,
+    Spec,
+    branch_modalities,
+    margin_source,
+    node_for,
+    parse_name,
+)
+from iman.paths import Paths, case_file
 
 __all__ = ["PredictError", "predict_cases"]
 
@@ -26,7 +34,7 @@ class PredictError(RuntimeError):
 
 
 def _node_ckpt(results: Path, run: str, modality: str, loop: int) -> Path:
-    return results / "runs" / run / modality / f"loop{loop}" / "best.pt"
+    return Path(Paths(str(results)).node_file(Node(run, modality, loop), "best.pt"))
 
 
 def _check(results: Path, experiment: str) -> tuple[Spec, dict]:
@@ -34,7 +42,7 @@ def _check(results: Path, experiment: str) -> tuple[Spec, dict]:
         spec = parse_name(experiment)
     except (ValueError, KeyError) as err:
         raise PredictError(f"{experiment!r} is not an experiment name ({err})") from None
-    summary_file = results / "experiments" / experiment / "summary.json"
+    summary_file = Path(Paths(str(results)).summary(experiment))
     missing = [str(_node_ckpt(results, n.run, n.modality, n.loop))
                for loop in range((spec.loops or 0) + 1) for m in branch_modalities(spec)
                for n in [node_for(spec, m, loop)]
@@ -65,17 +73,27 @@ def _overlay(image: np.ndarray, mask: np.ndarray, out: Path) -> None:
 
 
 def _predict_node(ckpt: Path, cache: Path, cases: list[str], modality: str, spec: Spec,
-                  frames: dict[str, list[int]], margins: dict | None) -> dict[str, np.ndarray]:
+                  frames: dict[str, list[int]], margins: dict | None,
+                  device: str) -> dict[str, np.ndarray]:
     from iman.data.dataset import load_cases
     from iman.models import get_entry
     from iman.train import build_from_checkpoint, predict_probs
 
-    model, _ = build_from_checkpoint(ckpt)
+    model, _ = build_from_checkpoint(ckpt, device)
     frames_file = cache.parent / "frames.json"
     frames_file.write_text(json.dumps(frames))
     data = load_cases(cache, cases, get_entry(spec.method).consumed(modality), modality,
                       frames_file, margins)
-    return dict(zip(cases, predict_probs(model, data, "cpu")))
+    return dict(zip(cases, predict_probs(model, data, device)))
+
+
+def _margin_threshold(summary: dict) -> float:
+    """The MMG threshold the experiment's margins were made with (recorded by training)."""
+    for record in summary.get("provenance", {}).values():
+        margins = record.get("margins")
+        if margins:
+            return float(margins["threshold"])
+    return 0.1  # the schema default (a loop-0-only experiment reads no margins)
 
 
 def predict_cases(results: Path, experiment: str, sheet: Path, out: Path,
@@ -87,6 +105,8 @@ def predict_cases(results: Path, experiment: str, sheet: Path, out: Path,
     from iman.mmg import make_margins, original_sizes
 
     spec, summary = _check(results, experiment)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    threshold = _margin_threshold(summary)
     any_node = node_for(spec, branch_modalities(spec)[0], 0)
     size = torch.load(_node_ckpt(results, any_node.run, any_node.modality, 0),
                       weights_only=False)["config"]["img_size"]
@@ -95,7 +115,7 @@ def predict_cases(results: Path, experiment: str, sheet: Path, out: Path,
     cache, cases = work / "cache", list(manifest["case_id"].astype(str))
     frames = {}
     for c in cases:
-        with np.load(cache / f"{c}.npz") as npz:
+        with np.load(case_file(cache, c)) as npz:
             frames[c] = select_frames(npz["ceus"], spec.strategy or "middle", spec.T or 1,
                                       spec.step or 1)
     preds: dict = {}
@@ -107,10 +127,11 @@ def predict_cases(results: Path, experiment: str, sheet: Path, out: Path,
             source = margin_source(node)
             if source is not None:
                 src, (k, f) = source
-                margins = make_margins(preds[src], original_sizes(manifest, src.modality), k, f)
+                margins = make_margins(preds[src], original_sizes(manifest, src.modality), k, f,
+                                       threshold, device)
             received[node] = margins
             preds[node] = _predict_node(_node_ckpt(results, node.run, m, loop), cache, cases,
-                                        m, spec, frames, margins)
+                                        m, spec, frames, margins, device)
     _write(out, manifest, cache, spec, summary, preds, received)
     shutil.rmtree(work / "cache", ignore_errors=True)
     return cases
@@ -121,7 +142,7 @@ def _write(out: Path, manifest: pd.DataFrame, cache: Path, spec: Spec, summary: 
     out.mkdir(parents=True, exist_ok=True)
     for r in manifest.itertuples():
         case = str(r.case_id)
-        with np.load(cache / f"{case}.npz") as npz:
+        with np.load(case_file(cache, case)) as npz:
             for m in branch_modalities(spec):
                 loop = int(summary["branches"][m]["loop"])
                 node = node_for(spec, m, loop)

@@ -1,111 +1,137 @@
-"""Light workflow steps (split, frames, margins, evaluate, summaries, tables, cost).
+"""Light workflow steps: one typed function per rule (split, frames, summaries, tables, cost,
+figures, provenance).
 
-They only read and write small files and never import torch, so each job starts fast;
-``workflow/scripts/step.py`` dispatches to them by the rule's ``params.step``.
-Every step takes the job's ``(input, output, params, wildcards, log)`` and records success
-or the traceback in the rule's log.
+They only read and write small files and never import torch, so each job starts fast. Each
+rule's script in ``workflow/scripts/`` unpacks its job's named inputs, outputs and params and
+calls exactly one of these (or one function of ``iman.pipeline`` / ``iman.data``).
 """
 
 from __future__ import annotations
 
 import json
-import traceback
-from collections.abc import Callable
-from functools import wraps
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from iman.experiments import Node, experiment_name, table_specs
+from iman.experiments import Node, experiment_nodes, node_for, parse_name
+from iman.paths import case_file
 
-__all__ = ["cost", "evaluate", "frames", "margins", "split", "summarize", "table"]
-
-Step = Callable[[Any, Any, Any, Any], None]
-
-
-def _step(func: Step) -> Callable[..., None]:
-    """Run ``func(input, output, params, wildcards)``; log 'done' or the traceback."""
-
-    @wraps(func)
-    def run(input: Any, output: Any, params: Any, wildcards: Any, log: Any) -> None:
-        log_file = Path(log[0])
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            func(input, output, params, wildcards)
-        except Exception:
-            log_file.write_text(traceback.format_exc())
-            raise
-        log_file.write_text("done\n")
-
-    return run
+__all__ = ["cost_table", "frame_picks", "margin_pathway_figure", "node_key",
+           "qualitative_figure", "record_run", "split_cases", "summarize", "table"]
 
 
-@_step
-def split(input: Any, output: Any, params: Any, wildcards: Any) -> None:
+def node_key(node: Node, kind: str) -> str:
+    """Name of a node's file among a job's named inputs (``us_loop1_metrics``)."""
+    return f"{node.modality}_loop{node.loop}_{kind}"
+
+
+def split_cases(manifest: Path, out: Path, ratios: Sequence[float], seed: int, folds: int,
+                use_source_split: bool) -> None:
     """Patient-grouped split(s) → splits.json."""
     from iman.data.split import write_splits
 
-    s = params.split
-    df = pd.read_csv(input.manifest, dtype={"case_id": str, "patient_id": str})
-    write_splits(df, Path(output[0]), s["ratios"], s["seed"], s["folds"], s["use_source_split"])
+    df = pd.read_csv(manifest, dtype={"case_id": str, "patient_id": str})
+    write_splits(df, out, list(ratios), seed, folds, use_source_split)
 
 
-@_step
-def frames(input: Any, output: Any, params: Any, wildcards: Any) -> None:
+def frame_picks(manifest: Path, cache_dir: Path, out: Path, strategy: str, T: int,
+                step: int) -> None:
     """Frame indices of every cached case for one (T, step, strategy)."""
     from iman.data.frames import write_frames
 
-    df = pd.read_csv(input.manifest, dtype={"case_id": str})
-    files = {c: Path(input.cache) / f"{c}.npz" for c in df["case_id"]}
-    write_frames(files, Path(output[0]), wildcards.strategy, int(wildcards.T),
-                 int(wildcards.step))
+    df = pd.read_csv(manifest, dtype={"case_id": str})
+    write_frames({c: case_file(cache_dir, c) for c in df["case_id"]}, out, strategy, T, step)
 
 
-@_step
-def margins(input: Any, output: Any, params: Any, wildcards: Any) -> None:
-    """MMG on one node's predictions of every case."""
-    from iman.pipeline import make_margins_node
+def summarize(experiment: str, files: Mapping[str, str | Path], out_json: Path) -> None:
+    """Select each branch's loop by validation DSC; write summary.json and per_case.csv.
 
-    make_margins_node(Path(input.pred), Path(input.manifest), wildcards.modality,
-                      int(wildcards.kernel), wildcards.filter, params.threshold,
-                      Path(output[0]))
-
-
-@_step
-def evaluate(input: Any, output: Any, params: Any, wildcards: Any) -> None:
-    """Per-case metrics of one node (val and test cases)."""
-    from iman.pipeline import evaluate_node
-
-    evaluate_node(Path(input.pred), Path(input.manifest).parent / "cache", Path(input.splits),
-                  wildcards.modality, params.fold, Path(output[0]))
-
-
-@_step
-def summarize(input: Any, output: Any, params: Any, wildcards: Any) -> None:
-    """Select each branch's loop by validation DSC and write the experiment summary."""
+    ``files`` holds each reported node's ``metrics.csv`` and ``provenance.json`` under
+    :func:`node_key` names; the summary records the chosen nodes' provenance.
+    """
     from iman.tables import summarize_experiment
 
-    summarize_experiment(wildcards.exp, [Node(r, m, int(lp)) for r, m, lp in params.nodes],
-                         [Path(p) for p in input], Path(output.summary))
+    nodes = experiment_nodes(parse_name(experiment))
+    summary = summarize_experiment(experiment, nodes,
+                                   [Path(files[node_key(n, "metrics")]) for n in nodes], out_json)
+    chosen = {m: Node(b["run"], m, b["loop"]) for m, b in summary["branches"].items()}
+    summary["provenance"] = {
+        m: json.loads(Path(files[node_key(n, "provenance")]).read_text())
+        for m, n in chosen.items()}
+    out_json.write_text(json.dumps(summary, indent=1))
 
 
-@_step
-def table(input: Any, output: Any, params: Any, wildcards: Any) -> None:
-    """One paper table from its experiments' summaries."""
+def table(name: str, rows: Sequence[tuple[dict[str, Any], Sequence[str]]],
+          summaries: Mapping[str, str | Path], out_stem: Path) -> None:
+    """One paper table from its rows (labels, experiment names) and their summaries."""
     from iman.tables import build_table, write_table
 
-    summaries = {Path(p).parent.name: json.loads(Path(p).read_text()) for p in input}
-    rows = [(labels, [summaries[experiment_name(s)] for s in specs])
-            for labels, specs in table_specs(params.config, wildcards.table)]
-    write_table(wildcards.table, build_table(wildcards.table, rows),
-                Path(output.csv).with_suffix(""))
+    loaded = {exp: json.loads(Path(summaries[exp]).read_text())
+              for _, exps in rows for exp in exps}
+    write_table(name, build_table(name, [(dict(lab), [loaded[e] for e in exps])
+                                         for lab, exps in rows]), out_stem)
 
 
-@_step
-def cost(input: Any, output: Any, params: Any, wildcards: Any) -> None:
-    """Cost table of every training job and the total."""
+def cost_table(histories: Sequence[str | Path], benchmarks: Sequence[str | Path],
+               out: Path) -> None:
+    """Cost table of every training job and the total (benchmarks that exist)."""
     from iman.cost import collect_costs, write_cost_table
 
-    bench = [Path(p) for p in params.benchmarks if Path(p).exists()]
-    write_cost_table(collect_costs(bench, [Path(p) for p in input]), Path(output[0]))
+    bench = [Path(p) for p in benchmarks if Path(p).exists()]
+    write_cost_table(collect_costs(bench, [Path(p) for p in histories]), out)
+
+
+def qualitative_figure(methods: Sequence[str], reference: str, files: Mapping[str, str | Path],
+                       cache_dir: Path, n_cases: int, out_stem: Path) -> None:
+    """Fig. 3 grid: each method's selected-loop predictions on test cases spread over the
+    ``reference`` method's DSC range (IMAN in the workflow).
+
+    ``files`` holds per method ``summary_<m>``, ``per_case_<m>`` and every candidate loop's
+    ``pred_<m>_<node key>``.
+    """
+    from iman.figures import pick_cases, qualitative_grid
+    from iman.tables import METHOD_LABELS
+
+    preds = {}
+    for method in methods:
+        summary = json.loads(Path(files[f"summary_{method}"]).read_text())
+        preds[METHOD_LABELS.get(method, method)] = {
+            m: Path(files[f"pred_{method}_{node_key(Node(b['run'], m, b['loop']), 'pred')}"])
+            for m, b in summary["branches"].items()}
+    reference_rows = pd.read_csv(files[f"per_case_{reference}"], dtype={"case_id": str})
+    cases = pick_cases(reference_rows, n_cases)
+    qualitative_grid({c: case_file(cache_dir, c) for c in cases}, preds, out_stem)
+
+
+def margin_pathway_figure(experiment: str, files: Mapping[str, str | Path], cache_dir: Path,
+                          out_stem: Path) -> None:
+    """The 'X' pathway of one test case across an IMAN experiment's loops.
+
+    ``files`` holds ``per_case`` and, by node key, each loop's predictions and the margins
+    each branch received.
+    """
+    from iman.figures import margin_pathway, pick_cases
+
+    spec = parse_name(experiment)
+    case = pick_cases(pd.read_csv(files["per_case"], dtype={"case_id": str}), 1)[0]
+    entries = []
+    for loop in range((spec.loops or 0) + 1):
+        entry: dict[str, Path] = {}
+        for m in ("us", "ceus"):
+            node = node_for(spec, m, loop)
+            entry[f"{m}_pred"] = Path(files[node_key(node, "pred")])
+            if node_key(node, "margin") in files:
+                entry[f"{m}_margin"] = Path(files[node_key(node, "margin")])
+        entries.append(entry)
+    margin_pathway(case, case_file(cache_dir, case), entries, out_stem)
+
+
+def record_run(config: Mapping[str, Any], config_out: Path, provenance_out: Path) -> None:
+    """The resolved config (as ``iman config`` prints it) and the run's environment."""
+    from iman.config import dump_config
+    from iman.provenance import environment
+
+    config_out.write_text(dump_config(config))
+    provenance_out.write_text(json.dumps({"config": config, **environment()}, indent=1))

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from iman.data.dataset import Augment, CaseArrays, augment_batch
 from iman.losses import SegLoss, dice_loss
 from iman.models import build_model
+from iman.provenance import environment
 
 __all__ = ["Preempted", "TrainConfig", "Trainer", "build_from_checkpoint", "predict_probs",
            "seed_everything"]
@@ -207,6 +208,7 @@ class Trainer:
         return {
             "config": asdict(self.cfg), "model": self.model.state_dict(),
             "seed": self.cfg.seed, "epoch": len(self.history), "meta": self.cfg.meta,
+            "provenance": {"device": self.device, **environment()},
         }
 
     def _checkpoint(self, improved: bool, stop: str | None) -> None:

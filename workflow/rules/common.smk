@@ -1,9 +1,9 @@
-# Shared helpers: config validation at the door, wildcard constraints and the input
-# functions of every rule. Logic (names, routing, paths) lives in src/iman; these functions
-# only map wildcards to file names.
+# Shared helpers: wildcard constraints and the input/params functions of every rule. Each
+# rule gets exactly the slice of the (already resolved, see the Snakefile) config it uses,
+# through a named function here, so Snakemake's own rerun triggers (params, input) decide
+# what a config change re-runs. Logic (names, routing, paths) lives in src/iman.
 import os
 
-from iman.config import validate_config
 from iman.experiments import (
     TABLES,
     Node,
@@ -19,14 +19,15 @@ from iman.experiments import (
     table_specs,
 )
 from iman.paths import Paths
+from iman.pipeline import node_protocol
+from iman.steps import node_key
 
-config.update(validate_config(config))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 R = config["results"]
 P = Paths(R)
-NODE_DIR = f"{R}/runs/{{run}}/{{modality}}/loop{{loop}}"
-FIG = f"{R}/figures"
+# wildcard patterns of the path grammar (iman.paths) for the rules' output declarations
+NODE = Node("{run}", "{modality}", "{loop}")
 ENV = "../envs/iman.yaml"
 FIGURES = ["fig3_qualitative", "margins_pathway", "table4_heatmap", "ablation_table2",
            "ablation_table5", "training_curves_table2", "training_curves_table5",
@@ -52,14 +53,20 @@ def wc_node(wildcards) -> Node:
 # ---- data ----------------------------------------------------------------------------------
 
 
-def get_ingest_root(wildcards) -> list[str]:
+def get_ingest_inputs(wildcards) -> dict[str, str]:
     """The case sheet to ingest when it is a file the DAG knows (phantom or sheet)."""
     src = config["dataset"]["source"]
     if src == "phantom":
-        return [f"{R}/phantom/cases.csv"]
+        return {"root": P.phantom_sheet}
     if src == "sheet":
-        return [config["dataset"]["root"]]
-    return []
+        return {"root": config["dataset"]["root"]}
+    return {}
+
+
+def ingest_layout() -> str:
+    """Reader of the dataset: the phantom is written as a case sheet."""
+    src = config["dataset"]["source"]
+    return "sheet" if src in ("sheet", "phantom") else src
 
 
 def all_frame_files() -> list[str]:
@@ -72,41 +79,56 @@ def all_frame_files() -> list[str]:
 # ---- training and evaluation -----------------------------------------------------------------
 
 
-def get_train_inputs(wildcards) -> dict[str, object]:
-    """Data files, plus warm-start weights and margins for loops >= 1."""
+def get_train_inputs(wildcards) -> dict[str, str]:
+    """Data files, the local weight file, warm-start weights and margins for loops >= 1."""
     node = wc_node(wildcards)
     spec = parse_name(node.run)
-    inputs = {
-        "manifest": P.manifest,
-        "splits": P.splits,
-        "frames": [P.frames(spec.T, spec.step, spec.strategy)] if spec.T is not None else [],
-    }
+    inputs = {"manifest": P.manifest, "cache": P.cache_dir, "splits": P.splits}
+    if spec.T is not None:
+        inputs["frames"] = P.frames(spec.T, spec.step, spec.strategy)
+    weights = config["model"]["weights"].get(spec.method)
+    if weights:
+        inputs["weights"] = weights
     if node.loop >= 1:
         inputs["init"] = P.node_file(parent_node(node), "best.pt")
     source = margin_source(node)
     if source is not None:
         src, (k, f) = source
-        inputs["margins"] = P.node_file(src, P.margins_name(k, f))
+        inputs["margins"] = P.margins(src, k, f)
     return inputs
 
 
-def get_summary_inputs(wildcards) -> list[str]:
-    """Per-case metrics of every node the experiment chooses among."""
-    return [P.node_file(n, "metrics.csv") for n in experiment_nodes(parse_name(wildcards.exp))]
+def get_train_protocol(wildcards) -> dict:
+    """The node's full training protocol (a change retrains it and its downstream)."""
+    return node_protocol(config, wc_node(wildcards))
 
 
-def get_summary_nodes(wildcards) -> list[list]:
-    """(run, modality, loop) of each node, aligned with get_summary_inputs."""
-    return [[n.run, n.modality, n.loop] for n in experiment_nodes(parse_name(wildcards.exp))]
+def get_margins_threshold(wildcards) -> float | None:
+    """MMG threshold of the margins the node reads (recorded in its provenance)."""
+    return config["mmg"]["threshold"] if margin_source(wc_node(wildcards)) else None
+
+
+def get_summary_inputs(wildcards) -> dict[str, str]:
+    """metrics.csv and provenance.json of every node the experiment chooses among."""
+    files = {}
+    for n in experiment_nodes(parse_name(wildcards.exp)):
+        files[node_key(n, "metrics")] = P.node_file(n, "metrics.csv")
+        files[node_key(n, "provenance")] = P.node_file(n, "provenance.json")
+    return files
 
 
 # ---- tables and cost -------------------------------------------------------------------------
 
 
-def get_table_inputs(wildcards) -> list[str]:
-    """Summaries of every row and seed of a table."""
-    return [P.summary(experiment_name(s))
-            for _, specs in table_specs(config, wildcards.table) for s in specs]
+def get_table_rows(wildcards) -> list:
+    """[labels, [experiment name per seed]] of every row of one table."""
+    return [[labels, [experiment_name(s) for s in specs]]
+            for labels, specs in table_specs(config, wildcards.table)]
+
+
+def get_table_inputs(wildcards) -> dict[str, str]:
+    """Summary of every row and seed of a table, by experiment name."""
+    return {exp: P.summary(exp) for _, exps in get_table_rows(wildcards) for exp in exps}
 
 
 def get_cost_histories(wildcards) -> list[str]:
@@ -123,7 +145,7 @@ def get_cost_benchmarks(wildcards) -> list[str]:
 
 
 def table1_rows() -> list:
-    """(method, spec) of every Table I row, first seed."""
+    """(method, spec) of every Table I row, first seed (IMAN's row is named 'iman')."""
     return [(labels["method"], specs[0]) for labels, specs in table_specs(config, "table1")]
 
 
@@ -132,35 +154,39 @@ def table1_methods() -> list[str]:
     return [m for m, _ in table1_rows()]
 
 
-def get_qualitative_inputs(wildcards) -> dict[str, list[str]]:
-    """Summaries and every candidate-loop prediction of the Table I rows."""
-    rows = table1_rows()
-    return {
-        "summaries": [P.summary(experiment_name(s)) for _, s in rows],
-        "preds": [P.node_file(n, "pred.npz") for _, s in rows for n in experiment_nodes(s)],
-        "manifest": P.manifest,
-    }
+def get_qualitative_inputs(wildcards) -> dict[str, str]:
+    """Summary and per-case rows of each Table I row, every candidate-loop prediction, and
+    the cached cases (manifest)."""
+    files = {"manifest": P.manifest, "cache": P.cache_dir}
+    for method, spec in table1_rows():
+        name = experiment_name(spec)
+        files[f"summary_{method}"] = P.summary(name)
+        files[f"per_case_{method}"] = P.per_case(name)
+        for n in experiment_nodes(spec):
+            files[f"pred_{method}_{node_key(n, 'pred')}"] = P.node_file(n, "pred.npz")
+    return files
 
 
-def get_distribution_inputs(wildcards) -> list[str]:
+def get_distribution_inputs(wildcards) -> dict[str, str]:
     """Per-case test rows of every Table I row."""
-    return [P.per_case(experiment_name(s)) for _, s in table1_rows()]
+    return {f"per_case_{m}": P.per_case(experiment_name(s)) for m, s in table1_rows()}
 
 
-def get_pathway_inputs(wildcards) -> dict[str, list[str]]:
-    """Predictions of loops 0..L of both IMAN branches and the margins each received."""
+def get_pathway_inputs(wildcards) -> dict[str, str]:
+    """Predictions of loops 0..L of both IMAN branches, the margins each received, the
+    IMAN per-case rows (to pick the case) and the manifest."""
     spec = iman_spec(config)
-    preds, margins = [], []
+    files = {"per_case": P.per_case(experiment_name(spec)), "manifest": P.manifest,
+             "cache": P.cache_dir}
     for loop in range(spec.loops + 1):
         for m in ("us", "ceus"):
             node = node_for(spec, m, loop)
-            preds.append(P.node_file(node, "pred.npz"))
+            files[node_key(node, "pred")] = P.node_file(node, "pred.npz")
             source = margin_source(node)
             if source is not None:
                 src, (k, f) = source
-                margins.append(P.node_file(src, P.margins_name(k, f)))
-    return {"preds": preds, "margins": margins, "per_case": P.per_case(experiment_name(spec)),
-            "manifest": P.manifest}
+                files[node_key(node, "margin")] = P.margins(src, k, f)
+    return files
 
 
 def get_curve_params(wildcards) -> dict[str, list[str]]:
@@ -173,8 +199,3 @@ def get_curve_params(wildcards) -> dict[str, list[str]]:
 def get_curve_inputs(wildcards) -> list[str]:
     """history.csv of loops 0..L of each branch of the table's looped rows."""
     return [f for files in get_curve_params(wildcards).values() for f in files]
-
-
-def get_iman_loops(wildcards) -> int:
-    """Number of loops of the IMAN experiment."""
-    return iman_spec(config).loops

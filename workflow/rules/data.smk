@@ -3,11 +3,11 @@
 
 rule phantom:
     output:
-        sheet=f"{R}/phantom/cases.csv",
+        sheet=P.phantom_sheet,
     params:
         phantom=config["dataset"]["phantom"],
     log:
-        f"{R}/logs/phantom.log",
+        P.log("phantom"),
     localrule: True
     conda:
         ENV
@@ -17,17 +17,17 @@ rule phantom:
 
 rule ingest:
     input:
-        get_ingest_root,
+        unpack(get_ingest_inputs),
     output:
-        manifest=f"{R}/data/manifest.csv",
-        cache=directory(f"{R}/data/cache"),
+        manifest=P.manifest,
+        cache=directory(P.cache_dir),
     params:
-        source=config["dataset"]["source"],
+        layout=ingest_layout(),
         root=config["dataset"]["root"],
         size=config["data"]["size"],
         min_frames=config["dataset"]["min_frames"],
     log:
-        f"{R}/logs/ingest.log",
+        P.log("ingest"),
     localrule: True
     conda:
         ENV
@@ -37,40 +37,58 @@ rule ingest:
 
 rule split:
     input:
-        manifest=f"{R}/data/manifest.csv",
+        manifest=P.manifest,
     output:
-        f"{R}/data/splits.json",
+        P.splits,
     params:
-        step="split",
-        split=config["split"],
+        ratios=config["split"]["ratios"],
+        seed=config["split"]["seed"],
+        folds=config["split"]["folds"],
+        use_source_split=config["split"]["use_source_split"],
     log:
-        f"{R}/logs/split.log",
+        P.log("split"),
     localrule: True
     conda:
         ENV
     script:
-        "../scripts/step.py"
+        "../scripts/split.py"
 
 
 rule frames:
     input:
-        manifest=f"{R}/data/manifest.csv",
-        cache=f"{R}/data/cache",
+        manifest=P.manifest,
+        cache=P.cache_dir,
     output:
-        f"{R}/data/frames/T{{T}}_s{{step}}_{{strategy}}.json",
-    params:
-        step="frames",
+        P.frames("{T}", "{step}", "{strategy}"),
     log:
-        f"{R}/logs/frames/T{{T}}_s{{step}}_{{strategy}}.log",
+        P.log("frames", "T{T}_s{step}_{strategy}"),
     localrule: True
     conda:
         ENV
     script:
-        "../scripts/step.py"
+        "../scripts/frames.py"
+
+
+rule record_run:
+    output:
+        config=report(P.resolved_config, caption="../report/record_run.rst",
+                      category="Provenance", labels={"file": "resolved config"}),
+        provenance=report(P.provenance, caption="../report/record_run.rst",
+                          category="Provenance", labels={"file": "code and environment"}),
+    params:
+        # the one rule whose output is the whole resolved config (nothing reads it back)
+        config=config,
+    log:
+        P.log("record_run"),
+    localrule: True
+    conda:
+        ENV
+    script:
+        "../scripts/record_run.py"
 
 
 rule data:
     input:
-        f"{R}/data/manifest.csv",
-        f"{R}/data/splits.json",
+        P.manifest,
+        P.splits,
         all_frame_files(),

@@ -3,36 +3,33 @@
 
 rule evaluate:
     input:
-        pred=f"{NODE_DIR}/pred.npz",
-        manifest=f"{R}/data/manifest.csv",
-        splits=f"{R}/data/splits.json",
+        pred=P.node_file(NODE, "pred.npz"),
+        manifest=P.manifest,
+        cache=P.cache_dir,
+        splits=P.splits,
     output:
-        f"{NODE_DIR}/metrics.csv",
+        P.node_file(NODE, "metrics.csv"),
     params:
-        step="evaluate",
         fold=config["split"]["fold"],
     log:
-        f"{R}/logs/evaluate/{{run}}/{{modality}}/loop{{loop}}.log",
+        P.log("evaluate", "{run}", "{modality}", "loop{loop}"),
     localrule: True
     conda:
         ENV
     script:
-        "../scripts/step.py"
+        "../scripts/evaluate.py"
 
 
 rule summarize:
     input:
-        get_summary_inputs,
+        unpack(get_summary_inputs),
     output:
-        summary=f"{R}/experiments/{{exp}}/summary.json",
-        per_case=f"{R}/experiments/{{exp}}/per_case.csv",
-    params:
-        step="summarize",
-        nodes=get_summary_nodes,
+        summary=P.summary("{exp}"),
+        per_case=P.per_case("{exp}"),
     log:
-        f"{R}/logs/summarize/{{exp}}.log",
+        P.log("summarize", "{exp}"),
     localrule: True
     conda:
         ENV
     script:
-        "../scripts/step.py"
+        "../scripts/summarize.py"

@@ -1,19 +1,20 @@
 # Figures: cheap rules made from saved predictions, histories and tables (never retrain).
-# Touching one plotting input re-runs only that figure.
+# Changing one plotting input re-runs only that figure.
 
 
 rule fig_qualitative:
     input:
         unpack(get_qualitative_inputs),
     output:
-        png=report(f"{FIG}/fig3_qualitative.png", caption="../report/fig3_qualitative.rst",
+        png=report(P.figure("fig3_qualitative", "png"), caption="../report/fig3_qualitative.rst",
                    category="Figures", labels={"figure": "Fig. 3 qualitative"}),
-        pdf=f"{FIG}/fig3_qualitative.pdf",
+        pdf=P.figure("fig3_qualitative", "pdf"),
     params:
         methods=table1_methods(),
+        reference="iman",
         n_cases=config["figures"]["n_cases"],
     log:
-        f"{R}/logs/figures/fig3_qualitative.log",
+        P.log("figures", "fig3_qualitative"),
     localrule: True
     conda:
         ENV
@@ -25,13 +26,13 @@ rule fig_margins:
     input:
         unpack(get_pathway_inputs),
     output:
-        png=report(f"{FIG}/margins_pathway.png", caption="../report/margins_pathway.rst",
+        png=report(P.figure("margins_pathway", "png"), caption="../report/margins_pathway.rst",
                    category="Figures", labels={"figure": "X pathway: margins per loop"}),
-        pdf=f"{FIG}/margins_pathway.pdf",
+        pdf=P.figure("margins_pathway", "pdf"),
     params:
-        loops=get_iman_loops,
+        experiment=experiment_name(iman_spec(config)),
     log:
-        f"{R}/logs/figures/margins_pathway.log",
+        P.log("figures", "margins_pathway"),
     localrule: True
     conda:
         ENV
@@ -43,14 +44,14 @@ rule fig_curves:
     input:
         get_curve_inputs,
     output:
-        png=report(f"{FIG}/training_curves_{{table}}.png",
+        png=report(P.figure("training_curves_{table}", "png"),
                    caption="../report/training_curves.rst", category="Figures",
                    labels={"figure": "training curves {table}"}),
-        pdf=f"{FIG}/training_curves_{{table}}.pdf",
+        pdf=P.figure("training_curves_{table}", "pdf"),
     params:
         panels=get_curve_params,
     log:
-        f"{R}/logs/figures/training_curves_{{table}}.log",
+        P.log("figures", "training_curves_{table}"),
     localrule: True
     conda:
         ENV
@@ -60,13 +61,13 @@ rule fig_curves:
 
 rule fig_table4:
     input:
-        f"{R}/tables/table4.csv",
+        table=P.table("table4", "csv"),
     output:
-        png=report(f"{FIG}/table4_heatmap.png", caption="../report/table4_heatmap.rst",
+        png=report(P.figure("table4_heatmap", "png"), caption="../report/table4_heatmap.rst",
                    category="Figures", labels={"figure": "Table IV heatmap"}),
-        pdf=f"{FIG}/table4_heatmap.pdf",
+        pdf=P.figure("table4_heatmap", "pdf"),
     log:
-        f"{R}/logs/figures/table4_heatmap.log",
+        P.log("figures", "table4_heatmap"),
     localrule: True
     conda:
         ENV
@@ -76,13 +77,13 @@ rule fig_table4:
 
 rule fig_ablation:
     input:
-        f"{R}/tables/{{table}}.csv",
+        table=P.table("{table}", "csv"),
     output:
-        png=report(f"{FIG}/ablation_{{table}}.png", caption="../report/ablation_bars.rst",
+        png=report(P.figure("ablation_{table}", "png"), caption="../report/ablation_bars.rst",
                    category="Figures", labels={"figure": "ablation bars {table}"}),
-        pdf=f"{FIG}/ablation_{{table}}.pdf",
+        pdf=P.figure("ablation_{table}", "pdf"),
     log:
-        f"{R}/logs/figures/ablation_{{table}}.log",
+        P.log("figures", "ablation_{table}"),
     localrule: True
     conda:
         ENV
@@ -92,15 +93,15 @@ rule fig_ablation:
 
 rule fig_distribution:
     input:
-        get_distribution_inputs,
+        unpack(get_distribution_inputs),
     output:
-        png=report(f"{FIG}/dsc_distribution.png", caption="../report/dsc_distribution.rst",
+        png=report(P.figure("dsc_distribution", "png"), caption="../report/dsc_distribution.rst",
                    category="Figures", labels={"figure": "DSC distribution"}),
-        pdf=f"{FIG}/dsc_distribution.pdf",
+        pdf=P.figure("dsc_distribution", "pdf"),
     params:
         methods=table1_methods(),
     log:
-        f"{R}/logs/figures/dsc_distribution.log",
+        P.log("figures", "dsc_distribution"),
     localrule: True
     conda:
         ENV
@@ -110,4 +111,4 @@ rule fig_distribution:
 
 rule figures:
     input:
-        expand(f"{FIG}/{{name}}.{{ext}}", ext=["png", "pdf"], name=FIGURES),
+        expand(P.figure("{name}", "{ext}"), ext=["png", "pdf"], name=FIGURES),

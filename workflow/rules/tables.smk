@@ -3,51 +3,51 @@
 
 rule table:
     input:
-        get_table_inputs,
+        unpack(get_table_inputs),
     output:
         csv=report(
-            f"{R}/tables/{{table}}.csv",
+            P.table("{table}", "csv"),
             caption="../report/tables.rst",
             category="Tables",
             labels={"table": "{table}"},
         ),
-        md=f"{R}/tables/{{table}}.md",
-        tex=f"{R}/tables/{{table}}.tex",
+        md=P.table("{table}", "md"),
+        tex=P.table("{table}", "tex"),
         html=report(
-            f"{R}/tables/{{table}}.html",
+            P.table("{table}", "html"),
             caption="../report/tables.rst",
             category="Tables",
             labels={"table": "{table} (rendered)"},
         ),
     log:
-        f"{R}/logs/tables/{{table}}.log",
+        P.log("tables", "{table}"),
     params:
-        step="table",
-        config=config,
+        rows=get_table_rows,
     localrule: True
     conda:
         ENV
     script:
-        "../scripts/step.py"
+        "../scripts/table.py"
 
 
 rule tables:
     input:
-        expand(f"{R}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md", "tex", "html"]),
+        expand(P.table("{table}", "{ext}"), table=TABLES, ext=["csv", "md", "tex", "html"]),
+        P.resolved_config,
+        P.provenance,
 
 
 rule cost:
     input:
         get_cost_histories,
     output:
-        f"{R}/tables/cost.csv",
+        P.cost,
     params:
-        step="cost",
         benchmarks=get_cost_benchmarks,
     log:
-        f"{R}/logs/tables/cost.log",
+        P.log("tables", "cost"),
     localrule: True
     conda:
         ENV
     script:
-        "../scripts/step.py"
+        "../scripts/cost.py"

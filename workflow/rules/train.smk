@@ -2,21 +2,27 @@
 # Loop l >= 1 warm-starts from loop l-1 of its branch and reads the margins its source
 # branch made in loop l-1 (self: itself; cross: the other modality; none, the epoch-matched
 # control: no margins). Inference over every case happens at the end of the training job
-# (pred.npz), so the margin rule is CPU-only.
+# (pred.npz), so the margin rule is CPU-only. The node's whole training protocol is a param
+# and a local weight file an input: changing either retrains the node and its downstream.
 
 
 rule train:
     input:
         unpack(get_train_inputs),
     output:
-        best=f"{NODE_DIR}/best.pt",
-        last=f"{NODE_DIR}/last.pt",
-        history=f"{NODE_DIR}/history.csv",
-        pred=f"{NODE_DIR}/pred.npz",
+        best=P.node_file(NODE, "best.pt"),
+        last=P.node_file(NODE, "last.pt"),
+        history=P.node_file(NODE, "history.csv"),
+        pred=P.node_file(NODE, "pred.npz"),
+        provenance=P.node_file(NODE, "provenance.json"),
+    params:
+        protocol=get_train_protocol,
+        fold=config["split"]["fold"],
+        margins_threshold=get_margins_threshold,
     log:
-        f"{R}/logs/train/{{run}}/{{modality}}/loop{{loop}}.log",
+        P.log("train", "{run}", "{modality}", "loop{loop}"),
     benchmark:
-        f"{R}/benchmarks/train/{{run}}/{{modality}}/loop{{loop}}.tsv"
+        P.benchmark(NODE)
     threads: 1
     resources:
         gpu=0,
@@ -30,15 +36,14 @@ rule train:
 
 rule margins:
     input:
-        pred=f"{NODE_DIR}/pred.npz",
-        manifest=f"{R}/data/manifest.csv",
+        pred=P.node_file(NODE, "pred.npz"),
+        manifest=P.manifest,
     output:
-        f"{NODE_DIR}/margins_k{{kernel}}_{{filter}}.npz",
+        P.margins(NODE, "{kernel}", "{filter}"),
     params:
-        step="margins",
         threshold=config["mmg"]["threshold"],
     log:
-        f"{R}/logs/margins/{{run}}/{{modality}}/loop{{loop}}_k{{kernel}}_{{filter}}.log",
+        P.log("margins", "{run}", "{modality}", "loop{loop}_k{kernel}_{filter}"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -47,4 +52,4 @@ rule margins:
     conda:
         ENV
     script:
-        "../scripts/step.py"
+        "../scripts/margins.py"

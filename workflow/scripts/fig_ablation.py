@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from _log import redirect
+from _log import run_logged
 
 from iman.figures import ablation_bars
 
-redirect(snakemake.log[0])  # noqa: F821
-ablation_bars(Path(snakemake.input[0]), Path(snakemake.output.png).with_suffix(""))  # noqa: F821
+sm = snakemake  # noqa: F821
+run_logged(sm.log[0], ablation_bars, Path(sm.input.table), Path(sm.output.png).with_suffix(""))

@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from _log import redirect
+from _log import run_logged
 
 from iman.figures import training_curves
 
-redirect(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
-training_curves(dict(sm.params.panels), Path(sm.output.png).with_suffix(""))
+run_logged(sm.log[0], training_curves, dict(sm.params.panels),
+           Path(sm.output.png).with_suffix(""))

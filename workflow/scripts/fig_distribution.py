@@ -3,13 +3,12 @@
 from pathlib import Path
 
 import pandas as pd
-from _log import redirect
+from _log import run_logged
 
 from iman.figures import dsc_distribution
 from iman.tables import METHOD_LABELS
 
-redirect(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
-frames = {METHOD_LABELS.get(m, m): pd.read_csv(p, dtype={"case_id": str})
-          for m, p in zip(sm.params.methods, sm.input)}
-dsc_distribution(frames, Path(sm.output.png).with_suffix(""))
+frames = {METHOD_LABELS.get(m, m): pd.read_csv(sm.input[f"per_case_{m}"], dtype={"case_id": str})
+          for m in sm.params.methods}
+run_logged(sm.log[0], dsc_distribution, frames, Path(sm.output.png).with_suffix(""))

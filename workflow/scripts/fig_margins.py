@@ -2,20 +2,10 @@
 
 from pathlib import Path
 
-import pandas as pd
-from _log import redirect
+from _log import run_logged
 
-from iman.figures import margin_pathway, pick_cases
+from iman.steps import margin_pathway_figure
 
-redirect(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
-case = pick_cases(pd.read_csv(sm.input.per_case, dtype={"case_id": str}), 1)[0]
-preds, margins = list(sm.input.preds), list(sm.input.margins)
-loops = []
-for loop in range(sm.params.loops + 1):
-    entry = {"us_pred": preds[2 * loop], "ceus_pred": preds[2 * loop + 1]}
-    if loop >= 1:
-        entry["us_margin"], entry["ceus_margin"] = margins[2 * (loop - 1)], margins[2 * loop - 1]
-    loops.append(entry)
-cache = Path(sm.input.manifest).parent / "cache" / f"{case}.npz"
-margin_pathway(case, cache, loops, Path(sm.output.png).with_suffix(""))
+run_logged(sm.log[0], margin_pathway_figure, sm.params.experiment, dict(sm.input.items()),
+           Path(sm.input.cache), Path(sm.output.png).with_suffix(""))

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from _log import redirect
+from _log import run_logged
 
 from iman.figures import table4_heatmap
 
-redirect(snakemake.log[0])  # noqa: F821
-table4_heatmap(Path(snakemake.input[0]), Path(snakemake.output.png).with_suffix(""))  # noqa: F821
+sm = snakemake  # noqa: F821
+run_logged(sm.log[0], table4_heatmap, Path(sm.input.table), Path(sm.output.png).with_suffix(""))

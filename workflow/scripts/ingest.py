@@ -2,15 +2,12 @@
 
 from pathlib import Path
 
-from _log import redirect
+from _log import run_logged
 
 from iman.data.ingest import ingest
 
-redirect(snakemake.log[0])  # noqa: F821
-p = snakemake.params  # noqa: F821
-source = p.source
-layout = "sheet" if source in ("sheet", "phantom") else source
-root = Path(snakemake.input[0]) if snakemake.input else Path(p.root)  # noqa: F821
-manifest = ingest(layout, root, Path(snakemake.output.manifest).parent, p.size,  # noqa: F821
-                  min_frames=p.min_frames)
-print(f"{len(manifest)} cases ingested")
+sm = snakemake  # noqa: F821
+p = sm.params
+root = Path(sm.input.root) if hasattr(sm.input, "root") else Path(p.root)
+run_logged(sm.log[0], ingest, p.layout, root, Path(sm.output.manifest).parent, p.size,
+           min_frames=p.min_frames)

@@ -2,11 +2,9 @@
 
 from pathlib import Path
 
-from _log import redirect
+from _log import run_logged
 
 from iman.data.phantom import generate
 
-redirect(snakemake.log[0])  # noqa: F821
-out = Path(snakemake.output.sheet).parent  # noqa: F821
-sheet = generate(out, **snakemake.params.phantom)  # noqa: F821
-print(f"phantom written: {sheet}")
+sm = snakemake  # noqa: F821
+run_logged(sm.log[0], generate, Path(sm.output.sheet).parent, **sm.params.phantom)

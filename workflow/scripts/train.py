@@ -2,19 +2,19 @@
 
 from pathlib import Path
 
-from _log import redirect
+from _log import run_logged
 
 from iman.experiments import Node
 from iman.pipeline import train_node
 
-redirect(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
-node = Node(sm.wildcards.run, sm.wildcards.modality, int(sm.wildcards.loop))
-summary = train_node(
-    sm.config, node, Path(sm.input.manifest).parent / "cache", Path(sm.input.splits),
-    Path(sm.input.frames[0]) if sm.input.frames else None, Path(sm.output.best).parent,
-    init_weights=Path(sm.input.init) if node.loop >= 1 else None,
-    margins_file=Path(sm.input.margins) if hasattr(sm.input, "margins") else None,
+inp, w = sm.input, sm.wildcards
+run_logged(
+    sm.log[0], train_node, sm.params.protocol, Node(w.run, w.modality, int(w.loop)),
+    Path(inp.cache), Path(inp.splits), sm.params.fold,
+    Path(inp.frames) if hasattr(inp, "frames") else None, Path(sm.output.best).parent,
+    init_weights=Path(inp.init) if hasattr(inp, "init") else None,
+    margins_file=Path(inp.margins) if hasattr(inp, "margins") else None,
+    margins_threshold=sm.params.margins_threshold,
     threads=sm.threads,
 )
-print(summary)

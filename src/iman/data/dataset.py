@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from iman.paths import case_file
+
 __all__ = ["Augment", "CaseArrays", "augment_batch", "load_cases", "load_margins"]
 
 MEAN, STD = 0.5, 0.25  # fixed grey-level normalisation of every channel
@@ -56,7 +58,7 @@ def load_cases(cache_dir: Path, case_ids: list[str], inputs: tuple[str, ...], ta
     frames = json.loads(frames_file.read_text()) if frames_file else {}
     xs, ys, ms = [], [], []
     for case in case_ids:
-        with np.load(cache_dir / f"{case}.npz") as npz:
+        with np.load(case_file(cache_dir, case)) as npz:
             chans = [_channels(npz, m, frames.get(case)) for m in inputs]
             xs.append(np.concatenate(chans, 0).astype(np.float32) / 255.0)
             ys.append(npz[f"{target}_mask"][None].astype(np.float32))

@@ -1,0 +1,10 @@
+"""Rule cost: wall time, device and epochs of every training job, and the total."""
+
+from pathlib import Path
+
+from _log import run_logged
+
+from iman.steps import cost_table
+
+sm = snakemake  # noqa: F821
+run_logged(sm.log[0], cost_table, list(sm.input), sm.params.benchmarks, Path(sm.output[0]))
