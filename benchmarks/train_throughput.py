@@ -21,8 +21,12 @@ from iman.models import all_entries, build_model, get_entry
 
 
 def bench(name: str, variant: str, size: int, device: str, batch: int, steps: int,
-          channels: int) -> tuple[float, float]:
-    """(seconds per step, data share) over ``steps`` steps after one warm-up step."""
+          channels: int, amp: bool = True) -> tuple[float, float]:
+    """(seconds per step, data share) over ``steps`` steps after one warm-up step.
+
+    ``amp``: bf16 autocast on CUDA (as the trainer; ignored on CPU). Peak CUDA memory is
+    left in ``torch.cuda.max_memory_allocated()`` (reset here before the warm-up).
+    """
     entry = get_entry(name)
     modality = entry.modalities[-1]
     in_ch = {m: (1 if m == "us" else channels) for m in entry.consumed(modality)}
@@ -34,6 +38,8 @@ def bench(name: str, variant: str, size: int, device: str, batch: int, steps: in
     y_all = (torch.rand(n, 1, size, size) > 0.5).float()
     m_all = torch.rand(n, 1, size, size)
     gen, aug, loss_fn = torch.Generator().manual_seed(0), Augment(), SegLoss()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     data_t = total_t = 0.0
     for step in range(steps + 1):
         t0 = time.perf_counter()
@@ -41,7 +47,7 @@ def bench(name: str, variant: str, size: int, device: str, batch: int, steps: in
         x, y, m = augment_batch(x_all[idx], y_all[idx], m_all[idx], aug, gen)
         x, y, m = x.to(device), y.to(device), m.to(device)
         t1 = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device == "cuda"):
             out = model(x, m)
             loss = model.loss(out, y, loss_fn) if hasattr(model, "loss") else loss_fn(
                 out["logits"] if isinstance(out, dict) else out, y)

@@ -134,3 +134,17 @@ def test_unknown_model_names_are_reported() -> None:
 def test_sheet_needs_a_root() -> None:
     with pytest.raises(ConfigError, match="dataset.root"):
         validate_config({"dataset": {"source": "sheet"}})
+
+
+def test_a_method_recipe_overrides_only_that_methods_training() -> None:
+    from iman.config import method_train
+
+    cfg = resolve_config([], parse_config(
+        ['train={"lr": 0.01, "methods": {"usseg": {"lr": 0.001, "augment": {"rotate_deg": 0}}}}']))
+    usseg, unet = method_train(cfg, "usseg"), method_train(cfg, "unet")
+    assert usseg["lr"] == 0.001 and usseg["augment"]["rotate_deg"] == 0
+    assert usseg["augment"]["crop_scale"] == 0.85  # the rest of augment stays global
+    assert unet["lr"] == 0.01 and unet["augment"]["rotate_deg"] == 15
+    assert "methods" not in usseg
+    with pytest.raises(ConfigError, match="train.methods.*unknown model 'resnet9000'"):
+        resolve_config([], {"train": {"methods": {"resnet9000": {"lr": 1}}}})

@@ -49,10 +49,15 @@ def test_usseg_paper_params() -> None:
     # public UNet 31,042,369 + side heads 1×1 on 512/256/128 channels (513 + 257 + 129)
     assert count_parameters(model) == 31_042_369 + 899
     assert abs(count_parameters(model) / 1e6 - entry.paper_params_m) / entry.paper_params_m < 0.01
-    # one discriminator: 7×7 1→64, 5×5 64→128, 4×4 128→256, 4×4 256→512, 4×4 512→1 (+ biases)
-    one = (49 * 64 + 64) + (25 * 64 * 128 + 128) + (16 * 128 * 256 + 256) \
+    # one discriminator: 7×7 2→64 (map + image), 5×5 64→128, 4×4 128→256, 4×4 256→512,
+    # 4×4 512→1 (+ biases)
+    one = (49 * 2 * 64 + 64) + (25 * 64 * 128 + 128) + (16 * 128 * 256 + 256) \
         + (16 * 256 * 512 + 512) + (16 * 512 + 1)
-    assert sum(p.numel() for p in model.adversary.parameters()) == 4 * one == 11_354_116
+    assert sum(p.numel() for p in model.adversary.parameters()) == 4 * one == 11_366_660
+    from iman.models.usseg import build_usseg
+
+    paper_input = build_usseg({"us": 1}, 256, conditional=False)
+    assert sum(p.numel() for p in paper_input.adversary.parameters()) == 11_354_116
 
 
 def test_ggnet_paper_params() -> None:
@@ -173,14 +178,15 @@ def test_usseg_adversary_step_touches_only_discriminators() -> None:
 
 
 def test_usseg_loss_matches_eq1() -> None:
+    assert build_model("usseg", {"us": 1}, 64, "paper").beta == 0.05  # the paper's beta
     model = demo("usseg").train()
     x, target = toy_batch()
     out = model(x)
     stages = [out["logits"], out["side2"], out["side3"], out["side4"]]
     expected = sum(a * soft_dice(s, target) for a, s in zip((1, 0.1, 0.1, 0.1), stages))
     for disc, s in zip(model.adversary, stages):
-        d = torch.sigmoid(disc(torch.sigmoid(s)))
-        expected = expected + 0.05 * torch.log(1 - d).mean()
+        d = torch.sigmoid(disc(torch.cat([torch.sigmoid(s), x], dim=1)))  # conditioned on x
+        expected = expected + model.beta * torch.log(1 - d).mean()  # demo beta 0.005
     assert torch.allclose(model.loss(out, target, soft_dice), expected, atol=1e-5)
 
 

@@ -61,7 +61,8 @@ def test_patience_stops_and_checkpoints_rebuild(tmp_path: Path) -> None:
 
 
 def _run(out: Path, epochs: int) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # a resumable checkpoint after every epoch, so a kill after epoch 2 resumes from there
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "IMAN_RESUME_EVERY_S": "0"}
     return subprocess.Popen([sys.executable, str(JOB), str(out), str(epochs)], env=env)
 
 
@@ -105,6 +106,8 @@ def test_killed_job_resumes_to_the_same_result(tmp_path: Path, reference: Path,
     assert code == (143 if sig == signal.SIGTERM else -signal.SIGKILL)
     done = len(pd.read_csv(out / "history.csv"))
     assert done < epochs
+    resumed_from = torch.load(out / "resume.pt", weights_only=False)["epoch"]
+    assert 1 <= resumed_from <= done  # it continues from a checkpoint, not from scratch
     assert _run(out, epochs).wait(timeout=300) == 0
     (h_ref, w_ref), (h_out, w_out) = _final(ref), _final(out)
     pd.testing.assert_frame_equal(h_ref, h_out)
@@ -117,3 +120,43 @@ def test_no_training_batch_of_one() -> None:
     assert [len(b) for b in _batches(torch.arange(17), 8)] == [8, 9]
     assert [len(b) for b in _batches(torch.arange(16), 8)] == [8, 8]
     assert torch.equal(torch.cat(_batches(torch.arange(17), 8)), torch.arange(17))
+
+
+def test_checkpoints_are_throttled_but_written_at_the_stop(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from _train_job import config, toy_data
+
+    from iman.train import Trainer
+
+    monkeypatch.setenv("IMAN_RESUME_EVERY_S", "3600")  # no checkpoint until the stop
+    saves: list[str] = []
+    import iman.train as T
+
+    real = T._atomic_save
+    monkeypatch.setattr(T, "_atomic_save", lambda obj, path: (saves.append(path.name),
+                                                              real(obj, path)))
+    Trainer(config(4), toy_data(8, 0), toy_data(4, 1), tmp_path).fit(progress=False)
+    assert sorted(saves) == ["best.pt", "last.pt", "resume.pt"]  # once each, at the stop
+    best = torch.load(tmp_path / "best.pt", weights_only=False)
+    hist = pd.read_csv(tmp_path / "history.csv")
+    assert len(hist) == 4 and best["epoch"] == int(hist["val_loss"].idxmin()) + 1
+
+
+def test_a_finished_run_whose_outputs_were_deleted_restores_them_from_resume(
+        tmp_path: Path) -> None:
+    # Snakemake deletes a job's outputs before re-running it (code change, --forcerun,
+    # --rerun-incomplete); resume.pt of the finished run must bring best.pt back, unchanged
+    from _train_job import config, toy_data
+
+    from iman.train import Trainer
+
+    Trainer(config(3), toy_data(8, 0), toy_data(4, 1), tmp_path).fit(progress=False)
+    before = torch.load(tmp_path / "best.pt", weights_only=False)
+    for name in ("best.pt", "last.pt", "history.csv"):
+        (tmp_path / name).unlink()
+    summary = Trainer(config(3), toy_data(8, 0), toy_data(4, 1), tmp_path).fit(progress=False)
+    after = torch.load(tmp_path / "best.pt", weights_only=False)
+    assert summary["epochs"] == 3 and (tmp_path / "last.pt").exists()
+    assert len(pd.read_csv(tmp_path / "history.csv")) == 3
+    assert after["epoch"] == before["epoch"]
+    assert all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])

@@ -197,8 +197,9 @@ def test_killed_snakemake_resumes_training_and_keeps_finished_jobs(tmp_path: Pat
     snakemake(tmp_path, "data", config=cfg)
     cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--cores",
            "1", "tables", "--configfile", cfg]
+    env = {**os.environ, "IMAN_RESUME_EVERY_S": "0"}  # a resumable checkpoint every epoch
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     runs = tmp_path / "results" / "runs"
     t0 = time.time()
     while time.time() - t0 < 600:

@@ -21,7 +21,7 @@ import jsonschema
 import yaml
 
 __all__ = ["DEMO_CONFIG", "SCHEMA_PATH", "ConfigError", "coerce_overrides", "dump_config",
-           "load_config", "resolve_config", "validate_config"]
+           "load_config", "method_train", "resolve_config", "validate_config"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = PROJECT_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -114,10 +114,18 @@ def _semantic_problems(cfg: dict[str, Any]) -> list[str]:
     wanted += [("tables.table1.methods", m) for m in cfg["tables"]["table1"]["methods"]]
     wanted += [("tables.table5.backbones", m) for m in cfg["tables"]["table5"]["backbones"]]
     wanted += [("model.variants", m) for m in cfg["model"]["variants"] if m != "default"]
+    wanted += [("train.methods", m) for m in cfg["train"]["methods"]]
     for key, name in wanted:
         if name not in names:
             problems.append(f"config key '{key}': unknown model {name!r}; registered: {names}")
     return problems
+
+
+def method_train(cfg: dict[str, Any], method: str) -> dict[str, Any]:
+    """``train`` settings of one method: the global ones with its ``train.methods`` recipe."""
+    t = {k: v for k, v in cfg["train"].items() if k != "methods"}
+    recipe = cfg["train"].get("methods", {}).get(method, {})
+    return {**t, **recipe, "augment": {**t["augment"], **recipe.get("augment", {})}}
 
 
 def _merge(base: dict[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

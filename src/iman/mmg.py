@@ -50,11 +50,10 @@ from typing import TYPE_CHECKING, Final
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where it is used: the CPU margin rule never loads it
     import pandas as pd
+    import torch
 
 __all__ = [
     "FILTERS",
@@ -165,6 +164,9 @@ def _footprint_count(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
     so the sum is ``kh`` run sums read from a horizontal prefix sum: O(S²·kh) cheap tensor
     ops instead of a dense O(S²·kh·kw) convolution. Exact for 0/1 input.
     """
+    import torch
+    import torch.nn.functional as F
+
     s_h, s_w = x.shape[-2:]
     half = (ellipse_footprint(kh, kw).sum(axis=1).astype(int) - 1) // 2
     ry, rx = kh // 2, kw // 2
@@ -185,6 +187,8 @@ def band_torch(
     background). Erosion: the count of background pixels under it is 0 (outside =
     foreground). Cases are grouped by element size; each group is one set of tensor ops.
     """
+    import torch
+
     s = binary.shape[-1]
     axes = [kernel_axes(kernel_px, (int(o[0]), int(o[1])), s) for o in orig_sizes]
     out = torch.empty_like(binary)
@@ -199,6 +203,9 @@ def band_torch(
 
 def _separable_blur(x: torch.Tensor, k1d: np.ndarray) -> torch.Tensor:
     """Separable 2-D filter of ``(B, 1, S, S)`` with reflect-101 borders (OpenCV's default)."""
+    import torch
+    import torch.nn.functional as F
+
     f = len(k1d)
     k = torch.as_tensor(k1d, dtype=x.dtype, device=x.device)
     x = F.pad(x, (f // 2, f // 2, f // 2, f // 2), mode="reflect")
@@ -218,6 +225,8 @@ def margin_mask_torch(
     ``prob_batch``: ``(B, S, S)`` or ``(B, 1, S, S)``; ``orig_sizes``: one (H, W) per case.
     Returns float32 of the input's shape.
     """
+    import torch
+
     _check_filter(filter)
     squeeze = prob_batch.ndim == 3
     x = prob_batch[:, None] if squeeze else prob_batch
@@ -252,22 +261,28 @@ def make_margins(
     threshold: float = 0.5,
     device: str = "cpu",
     batch_size: int = 64,
+    backend: str = "auto",
 ) -> dict[str, np.ndarray]:
     """Margins of every case, float16 S×S (the ``margins_k{k}_{filter}.npz`` format).
 
     ``preds``: case id → S×S probability (``pred.npz``); ``sizes``: case id → original (H, W).
-    On a CUDA ``device`` the batched :func:`margin_mask_torch` runs there (``iman predict`` on
-    a GPU); on CPU OpenCV's :func:`margin_mask` is faster and is used.
+    ``backend="auto"``: on a CUDA ``device`` the batched :func:`margin_mask_torch` runs there
+    (``iman predict`` on a GPU); on CPU OpenCV's :func:`margin_mask` is faster and is used.
+    ``"torch"`` or ``"opencv"`` force one (the GPU check compares them).
     """
     _check_filter(filter)
     missing = sorted(set(preds) - set(sizes))
     if missing:
         raise KeyError(f"no original size for cases {missing[:5]}")
-    if not device.startswith("cuda"):
+    if backend not in ("auto", "torch", "opencv"):
+        raise ValueError(f"unknown MMG backend {backend!r}")
+    if backend == "opencv" or (backend == "auto" and not device.startswith("cuda")):
         return {
             cid: margin_mask(p, kernel_px, filter, tuple(sizes[cid]), threshold).astype(np.float16)
             for cid, p in preds.items()
         }
+    import torch
+
     ids, out = list(preds), {}
     for i in range(0, len(ids), batch_size):
         chunk = ids[i:i + batch_size]

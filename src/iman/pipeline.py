@@ -32,12 +32,13 @@ def node_protocol(cfg: dict[str, Any], node: Node) -> dict[str, Any]:
     It is the train rule's ``params``, so a change to any of it retrains the node (and
     everything downstream); machine settings (threads) and labels (meta) are left out.
     """
+    from iman.config import method_train
     from iman.models import get_entry
 
     spec = parse_name(node.run)
     entry = get_entry(spec.method)
     in_channels = {m: (1 if m == "us" else int(spec.T or 1)) for m in entry.consumed(node.modality)}
-    t = cfg["train"]
+    t = method_train(cfg, spec.method)
     lr = t["lr"] * t["loop_lr_decay"] ** node.loop
     return {
         "model": spec.method, "variant": spec.variant, "in_channels": in_channels,
@@ -71,6 +72,9 @@ def train_node(protocol: dict[str, Any], node: Node, cache_dir: Path, splits_fil
     Also writes the node's ``provenance.json``: the protocol, the node, the device and the
     environment (git commit, package versions) that produced it.
     """
+    import time
+
+    import psutil
     import torch
 
     from iman.data.dataset import load_cases, load_margins
@@ -78,6 +82,8 @@ def train_node(protocol: dict[str, Any], node: Node, cache_dir: Path, splits_fil
     from iman.provenance import environment
     from iman.train import Trainer, build_from_checkpoint, predict_probs
 
+    clock = {"start": time.time() - psutil.Process().create_time()}
+    t0 = time.perf_counter()
     tcfg = train_config(protocol, node, threads)
     entry = get_entry(tcfg.model)
     inputs = entry.consumed(node.modality)
@@ -86,12 +92,15 @@ def train_node(protocol: dict[str, Any], node: Node, cache_dir: Path, splits_fil
     load = lambda ids: load_cases(cache_dir, ids, inputs, node.modality, frames_file,  # noqa: E731
                                   margins)
     trainer = Trainer(tcfg, load(split["train"]), load(split["val"]), out_dir, init_weights)
+    clock["setup"], t0 = time.perf_counter() - t0, time.perf_counter()
     summary = trainer.fit(progress=progress)
+    clock["fit"], t0 = time.perf_counter() - t0, time.perf_counter()
     model, _ = build_from_checkpoint(out_dir / "best.pt", trainer.device)
     every = sorted(split["train"] + split["val"] + split["test"])
     probs = predict_probs(model, load(every), trainer.device, tcfg.batch_size, tcfg.amp)
     np.savez_compressed(out_dir / "pred.npz",
                         **{c: p.astype(np.float16) for c, p in zip(every, probs)})
+    clock["predict"] = time.perf_counter() - t0
     device = (trainer.device if trainer.device == "cpu"
               else f"cuda:{torch.cuda.get_device_name()}")
     (out_dir / "device.txt").write_text(device)
@@ -99,7 +108,8 @@ def train_node(protocol: dict[str, Any], node: Node, cache_dir: Path, splits_fil
               "protocol": protocol, "fold": fold, "device": device, "threads": threads,
               "margins": (None if margins_file is None else
                           {"file": margins_file.name, "threshold": margins_threshold}),
-              "training": summary, "environment": environment()}
+              "training": summary, "environment": environment(),
+              "seconds": {k: round(v, 3) for k, v in clock.items()}}
     (out_dir / "provenance.json").write_text(json.dumps(record, indent=1))
     return summary
 

@@ -3,16 +3,21 @@
 The loop is a short sequence of named hooks (``_train_epoch``, ``_validate``, ``_checkpoint``,
 ``_should_stop``) around AdamW with cosine annealing from ``lr`` to ``min_lr``. A resumable
 checkpoint (model, optimizers, RNG states, history, early-stopping state) is written after
-every epoch: a job killed at any point and started again continues from the last completed
-epoch and ends with the same result as an uninterrupted run (CPU, fixed seed). SIGTERM is
-caught: the trainer stops at the next batch boundary and exits with code 143 so the
-scheduler (Snakemake ``retries``) resubmits it. The test split is never used here.
+an epoch once ``RESUME_EVERY_S`` seconds have passed since the last one, and when training
+stops: a job killed at any point and started again continues from the last checkpointed
+epoch and ends with the same result as an uninterrupted run (CPU, fixed seed), losing at most
+that much work. The best weights are kept in memory and written (``best.pt``) with each
+checkpoint, ``last.pt`` once at the end: on small data, writing three checkpoints after every
+sub-second epoch cost more than the epochs. SIGTERM is caught: the trainer stops at the next
+batch boundary and exits with code 143 so the scheduler (Snakemake ``retries``) resubmits
+it. The test split is never used here.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import signal
 import sys
@@ -32,8 +37,13 @@ from iman.losses import SegLoss, dice_loss
 from iman.models import build_model
 from iman.provenance import environment
 
-__all__ = ["Preempted", "TrainConfig", "Trainer", "build_from_checkpoint", "predict_probs",
-           "seed_everything"]
+__all__ = ["RESUME_EVERY_S", "Preempted", "TrainConfig", "Trainer", "build_from_checkpoint",
+           "predict_probs", "seed_everything"]
+
+
+RESUME_EVERY_S = 15.0
+"""Seconds of training between two resumable checkpoints (and at every stop); the
+environment variable ``IMAN_RESUME_EVERY_S`` overrides it (0: after every epoch)."""
 
 
 class Preempted(SystemExit):
@@ -137,6 +147,10 @@ class Trainer:
         self.best_val = math.inf
         self.bad_epochs = 0
         self._stop_requested = False
+        self._best_state: dict[str, Any] | None = None  # best weights so far (CPU copy)
+        self._best_dirty = False  # best.pt on disk is older than _best_state
+        self._last_save = time.monotonic()
+        self._resume_every = float(os.environ.get("IMAN_RESUME_EVERY_S", RESUME_EVERY_S))
 
     # ---- hooks -------------------------------------------------------------------------
     def lr_at(self, epoch: int) -> float:
@@ -204,26 +218,41 @@ class Trainer:
                 return "converged"
         return None
 
-    def _state(self) -> dict[str, Any]:
+    def _state(self, model_state: dict[str, Any] | None = None) -> dict[str, Any]:
         return {
-            "config": asdict(self.cfg), "model": self.model.state_dict(),
+            "config": asdict(self.cfg), "model": model_state or self.model.state_dict(),
             "seed": self.cfg.seed, "epoch": len(self.history), "meta": self.cfg.meta,
             "provenance": {"device": self.device, **environment()},
         }
 
     def _checkpoint(self, improved: bool, stop: str | None) -> None:
-        state = self._state()
         if improved:
-            _atomic_save(state, self.out / "best.pt")
-        _atomic_save(state, self.out / "last.pt")
+            self._best_state = {k: v.detach().to("cpu", copy=True)
+                                for k, v in self.model.state_dict().items()}
+            self._best_dirty = True
+        pd.DataFrame(self.history).to_csv(self.out / "history.csv", index=False)
+        if stop is None and time.monotonic() - self._last_save < self._resume_every:
+            return
+        self._flush_best()  # best first: resume.pt never outruns it
         resume = {
-            **state, "opt": self.opt.state_dict(),
+            **self._state(), "best_model": self._best_state, "opt": self.opt.state_dict(),
             "adv_opt": self.adv_opt.state_dict() if self.adv_opt else None,
             "history": self.history, "best_val": self.best_val, "bad_epochs": self.bad_epochs,
             "stopped": stop, "rng": _rng_state(self.gen),
         }
         _atomic_save(resume, self.out / "resume.pt")
-        pd.DataFrame(self.history).to_csv(self.out / "history.csv", index=False)
+        self._last_save = time.monotonic()
+
+    def _flush_best(self) -> None:
+        """Write best.pt when the best weights in memory are newer than (or missing on) disk."""
+        if self._best_state is not None and (self._best_dirty
+                                             or not (self.out / "best.pt").exists()):
+            best = {**self._state(self._best_state), "epoch": self._best_epoch()}
+            _atomic_save(best, self.out / "best.pt")
+            self._best_dirty = False
+
+    def _best_epoch(self) -> int:
+        return min(self.history, key=lambda h: h["val_loss"])["epoch"] + 1
 
     def _resume(self) -> str | None:
         path = self.out / "resume.pt"
@@ -232,12 +261,17 @@ class Trainer:
         state = torch.load(path, map_location=self.device, weights_only=False)
         if state["config"] != asdict(self.cfg):
             return None  # a different run wrote it: start afresh
+        if state.get("best_model") is None and not (self.out / "best.pt").exists():
+            return None  # no best weights to continue from (an older format): start afresh
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
         if self.adv_opt is not None and state["adv_opt"]:
             self.adv_opt.load_state_dict(state["adv_opt"])
         self.history, self.best_val = state["history"], state["best_val"]
         self.bad_epochs = state["bad_epochs"]
+        # the best weights travel with the resume state: a rerun (Snakemake deletes a failed
+        # or incomplete job's outputs, best.pt too) restores best.pt from here
+        self._best_state = state.get("best_model")
         _set_rng_state(self.gen, state["rng"])
         return state["stopped"] or "resumed"
 
@@ -267,6 +301,9 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(val_dice=f"{val_dice:.3f}")
             bar.close()
+            pd.DataFrame(self.history).to_csv(self.out / "history.csv", index=False)
+            self._flush_best()
+            _atomic_save(self._state(), self.out / "last.pt")
         finally:
             signal.signal(signal.SIGTERM, previous)
         best = min(self.history, key=lambda h: h["val_loss"])
