@@ -127,3 +127,24 @@ def test_control_row_continues_the_baseline_without_margins() -> None:
     assert len(table_specs(CFG, "table5")) == 4 * 5  # table5.control is off by default
     on = validate_config({**CFG, "tables": {"table5": {"control": True}}})
     assert len(table_specs(on, "table5")) == 5 * 5
+
+
+def test_table_comparisons_name_each_row_and_its_reference() -> None:
+    from iman.experiments import table_comparisons
+
+    t1 = table_comparisons(CFG, "table1")
+    assert len(t1) == len(CFG["tables"]["table1"]["methods"])
+    assert {ref for _, ref, _, _ in t1} == {"method=iman"}
+    t2 = {(row, ref) for row, ref, _, _ in table_comparisons(CFG, "table2")}
+    base = "mmg=0 itp=0 modal_fusion=0"
+    assert ("mmg=1 itp=1 modal_fusion=0", "mmg=0 itp=1 modal_fusion=0") in t2  # vs control
+    assert ("mmg=1 itp=1 modal_fusion=1", "mmg=1 itp=1 modal_fusion=0") in t2  # IMAN vs ITP
+    assert sum(ref == base for _, ref in t2) == 4  # every other row vs the baseline
+    t3 = table_comparisons(CFG, "table3")
+    assert {ref for _, ref, _, _ in t3} == {"frames=1"} and len(t3) == 4
+    t5 = table_comparisons(CFG, "table5")
+    backbones = CFG["tables"]["table5"]["backbones"]
+    assert len(t5) == 3 * len(backbones)  # per backbone: 3 rows vs its own baseline
+    assert all(row.split()[0] == ref.split()[0] for row, ref, _, _ in t5)
+    seeds = validate_config({**CFG, "seeds": [0, 1]})
+    assert all(len(a) == len(b) == 2 for *_, a, b in table_comparisons(seeds, "table4"))

@@ -223,3 +223,19 @@ def test_ablation_labels_name_the_control_row() -> None:
                        "modal_fusion": [0, 0, 0, 0, 1]})
     assert F._setting_labels(df) == ["baseline", "control: loops, no margins", "+MMG",
                                      "+MMG +ITP", "+MMG +ITP +fusion"]
+
+
+def test_forest_plot(tmp_path: Path) -> None:
+    stats = pd.DataFrame({
+        "table": ["table1", "table1", "table2", "table1"],
+        "row": ["method=unet", "method=fpn", "mmg=1", "method=unet"],
+        "reference": ["method=iman", "method=iman", "mmg=0", "method=iman"],
+        "modality": ["us", "us", "ceus", "us"], "metric": ["std_dsc"] * 3 + ["std_hd_mm"],
+        "n_runs": 1, "n_cases": [7, 7, 7, 7], "mean_diff": [-0.1, 0.02, 0.05, 1.0],
+        "ci_low": [-0.2, -0.05, 0.01, 0.5], "ci_high": [-0.02, 0.08, 0.09, 1.5],
+        "p": [0.01, 0.6, 0.03, 0.02], "p_holm": [0.02, 0.6, 0.03, 0.02],
+        "effect_size": [-0.8, 0.1, 0.7, 0.9]})
+    stats.to_csv(tmp_path / "stats.csv", index=False)
+    png, pdf = F.forest_plot(tmp_path / "stats.csv", tmp_path / "forest")
+    assert png.stat().st_size > 1000 and pdf.stat().st_size > 1000
+    assert _has_colour(_png(png), "#d62728")  # the significant comparisons are filled

@@ -46,10 +46,45 @@ def test_tables_are_written_with_numbers(smoke_run: Path) -> None:
     assert t1.loc[0, "paper_us_dsc"] == pytest.approx(0.7805)
 
 
+def test_stats_list_every_comparison_and_p_recomputes_from_per_case(smoke_run: Path) -> None:
+    from scipy import stats as sps
+
+    results = smoke_run / "results"
+    stats = pd.read_csv(results / "tables" / "stats.csv")
+    t1 = stats[(stats["table"] == "table1") & (stats["metric"] == "std_dsc")]
+    assert set(t1["row"]) == {"method=unet", "method=fpn"}
+    assert set(t1["reference"]) == {"method=iman"}
+    t2 = stats[stats["table"] == "table2"]
+    assert "mmg=0 itp=1 modal_fusion=0" in set(t2["reference"])  # MMG+ITP vs the control
+    assert set(stats[stats["table"] == "table3"]["reference"]) == {"frames=1"}
+    assert set(stats["table"]) == {"table1", "table2", "table3", "table4", "table5"}
+    p = stats["p"].dropna()
+    assert len(p) and ((p >= 0) & (p <= 1)).all()
+    ok = stats.dropna(subset=["mean_diff"])
+    assert ((ok["ci_low"] <= ok["mean_diff"] + 1e-12)
+            & (ok["mean_diff"] <= ok["ci_high"] + 1e-12)).all()
+    assert (stats["p_holm"].dropna() >= stats.loc[stats["p_holm"].notna(), "p"] - 1e-12).all()
+    # docs/statistics.md: any p from the per-case rows with scipy.stats.wilcoxon
+    row = t1.iloc[0]
+    from iman.config import load_config
+    from iman.experiments import table_comparisons
+
+    exps = {r: (a, b) for r, _, a, b in table_comparisons(
+        load_config(ROOT / "config" / "smoke.yaml"), "table1")}[row["row"]]
+    def dsc(exp: str) -> pd.Series:
+        df = pd.read_csv(results / "experiments" / exp / "per_case.csv", dtype={"case_id": str})
+        df = df[(df["modality"] == row["modality"]) & (df["split"] == "test")]
+        return df.set_index("case_id")["std_dsc"]
+    diff = (dsc(exps[0][0]) - dsc(exps[1][0])).dropna()
+    expected = 1.0 if (diff == 0).all() else sps.wilcoxon(diff.to_numpy()).pvalue
+    assert row["p"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_figures_and_cost_table(smoke_run: Path) -> None:
     figs = smoke_run / "results" / "figures"
     for name in ("fig3_qualitative", "margins_pathway", "table4_heatmap", "ablation_table2",
-                 "ablation_table5", "training_curves_table2", "dsc_distribution"):
+                 "ablation_table5", "training_curves_table2", "dsc_distribution",
+                 "forest_dsc"):
         assert (figs / f"{name}.png").stat().st_size > 1000
         assert (figs / f"{name}.pdf").stat().st_size > 1000
     cost = pd.read_csv(smoke_run / "results" / "tables" / "cost.csv")
@@ -132,7 +167,9 @@ def test_a_new_table3_frame_count_runs_only_its_new_jobs(smoke_run: Path,
                                                          tmp_path: Path) -> None:
     jobs = _dry_run(smoke_run, _config(tmp_path, tables={"table3": {"frames": [1, 3, 5]}}))
     rules = {r for r, _ in jobs} - AGGREGATES
-    assert rules == {"frames", "train", "evaluate", "summarize", "table", "record_run"}
+    # the paired comparisons gain the new row (stats.csv and its forest plot)
+    assert rules == {"frames", "train", "evaluate", "summarize", "table", "stats", "fig_forest",
+                     "record_run"}
     assert [w["T"] for r, w in jobs if r == "frames"] == ["5"]
     assert all("T5s" in w["run"] for r, w in jobs if r in ("train", "evaluate"))
     assert all("T5s" in w["exp"] for r, w in jobs if r == "summarize")

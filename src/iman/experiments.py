@@ -35,9 +35,11 @@ __all__ = [
     "node_for",
     "parent_node",
     "parse_name",
+    "row_label",
     "run_name",
     "selected_loops",
     "source_modality",
+    "table_comparisons",
     "table_specs",
 ]
 
@@ -285,6 +287,57 @@ def all_table_nodes(cfg: dict[str, Any]) -> list[Node]:
                     for loop in range(n.loop + 1):
                         nodes[node_for(spec, n.modality, loop)] = None
     return list(nodes)
+
+
+def row_label(labels: dict[str, Any]) -> str:
+    """Readable name of a table row from its labels (``backbone=fpn mmg=1 itp=0 ...``)."""
+    return " ".join(f"{k}={v}" for k, v in labels.items())
+
+
+def table_comparisons(cfg: dict[str, Any], table: str
+                      ) -> list[tuple[str, str, list[str], list[str]]]:
+    """Paired comparisons of a table: (row, reference row, row experiments, reference
+    experiments), one experiment per seed (docs/statistics.md).
+
+    Table I: every method vs IMAN; Tables II, IV, V: every row vs its backbone's baseline row;
+    Table II also MMG+ITP vs the epoch-matched control and IMAN vs MMG+ITP; Table III: each
+    frame count vs T = 1 (when configured).
+    """
+    rows = [(labels, [experiment_name(s) for s in specs])
+            for labels, specs in table_specs(cfg, table)]
+    out: list[tuple[str, str, list[str], list[str]]] = []
+
+    def add(row: tuple[dict, list[str]], ref: tuple[dict, list[str]]) -> None:
+        out.append((row_label(row[0]), row_label(ref[0]), row[1], ref[1]))
+
+    def find(group: list, **want: Any) -> tuple[dict, list[str]] | None:
+        return next((r for r in group if all(r[0].get(k) == v for k, v in want.items())), None)
+
+    if table == "table1":
+        for row in rows[:-1]:
+            add(row, rows[-1])
+    elif table == "table3":
+        one = find(rows, frames=1)
+        for row in rows:
+            if one is not None and row is not one:
+                add(row, one)
+    else:
+        groups: dict[Any, list] = {}
+        for row in rows:
+            groups.setdefault(row[0].get("backbone"), []).append(row)
+        for group in groups.values():
+            base = group[0]  # the baseline row comes first (Table IV: no kernel)
+            for row in group[1:]:
+                add(row, base)
+            if table == "table2":
+                itp = find(group, mmg=1, itp=1, modal_fusion=0)
+                control = find(group, mmg=0, itp=1)
+                fused = find(group, mmg=1, itp=1, modal_fusion=1)
+                if itp and control:
+                    add(itp, control)
+                if fused and itp:
+                    add(fused, itp)
+    return out
 
 
 def iman_spec(cfg: dict[str, Any]) -> Spec:

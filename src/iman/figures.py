@@ -648,3 +648,46 @@ def dsc_distribution(per_case: Mapping[str, pd.DataFrame], out_stem: Path | str,
                                label="one test case")],
                loc="outside lower center", ncols=5, frameon=False)
     return _save(fig, out_stem)
+
+
+@_styled
+def forest_plot(stats_csv: Path | str, out_stem: Path | str, *, metric: str = "std_dsc",
+                alpha: float = 0.05) -> tuple[Path, Path]:
+    """Paired differences (row − reference) with their CIs: one panel per table × modality.
+
+    Reads ``stats.csv`` (:func:`iman.steps.stats_table`); filled markers where the
+    Holm-adjusted p is below ``alpha``, open ones elsewhere; n cases in each label. A table
+    without comparisons (e.g. one row) gets an empty panel saying so.
+    """
+    df = pd.read_csv(stats_csv)
+    df = df[df["metric"] == metric]
+    panels = [(t, m) for t in dict.fromkeys(df["table"]) for m in MODALITIES
+              if ((df["table"] == t) & (df["modality"] == m)).any()]
+    heights = [max(1, int(((df["table"] == t) & (df["modality"] == m)).sum()))
+               for t, m in panels] or [1]
+    fig = _new_figure(7.5, 0.9 + 0.24 * sum(heights) + 0.35 * len(heights) + LEGEND_IN)
+    axes = fig.subplots(len(heights), 1, squeeze=False,
+                        gridspec_kw={"height_ratios": heights})[:, 0]
+    if not panels:
+        _blank(axes[0], "no comparisons", square=False)
+    for ax, (table, modality) in zip(axes, panels):
+        sub = df[(df["table"] == table) & (df["modality"] == modality)].iloc[::-1]
+        y = np.arange(len(sub))
+        sig = (sub["p_holm"] < alpha).to_numpy()
+        ax.errorbar(sub["mean_diff"], y, xerr=[sub["mean_diff"] - sub["ci_low"],
+                                              sub["ci_high"] - sub["mean_diff"]],
+                    fmt="none", ecolor="#444444", elinewidth=1.0, capsize=2)
+        ax.scatter(sub["mean_diff"][sig], y[sig], color="#d62728", zorder=3, s=18)
+        ax.scatter(sub["mean_diff"][~sig], y[~sig], facecolor="white", edgecolor="#444444",
+                   zorder=3, s=18)
+        ax.axvline(0.0, color="#888888", lw=0.8, ls="--")
+        ax.set_yticks(y, [f"{r} vs {ref} (n={int(n)})" for r, ref, n in
+                          zip(sub["row"], sub["reference"], sub["n_cases"])], fontsize=6)
+        ax.set_title(f"{table} {_MOD_LABEL[modality]}", fontsize=8, loc="left")
+    axes[-1].set_xlabel(f"paired difference in {metric} (row − reference), 95 % bootstrap CI")
+    fig.legend(handles=[Line2D([], [], marker="o", ls="", color="#d62728",
+                               label=f"Holm p < {alpha}"),
+                        Line2D([], [], marker="o", ls="", markerfacecolor="white",
+                               color="#444444", label="not significant")],
+               loc="outside lower center", ncols=2, frameon=False)
+    return _save(fig, out_stem)

@@ -96,6 +96,11 @@ class Paths:
         return f"{self.root}/tables/{table}.{ext}"
 
     @property
+    def stats(self) -> str:
+        """Paired comparisons of every table (docs/statistics.md)."""
+        return f"{self.root}/tables/stats.csv"
+
+    @property
     def cost(self) -> str:
         """Wall time, device and epochs of every training job."""
         return f"{self.root}/tables/cost.csv"

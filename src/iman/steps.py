@@ -18,8 +18,8 @@ import pandas as pd
 from iman.experiments import Node, experiment_nodes, node_for, parse_name
 from iman.paths import case_file
 
-__all__ = ["cost_table", "frame_picks", "margin_pathway_figure", "node_key",
-           "qualitative_figure", "record_run", "split_cases", "summarize", "table"]
+__all__ = ["STAT_METRICS", "cost_table", "frame_picks", "margin_pathway_figure", "node_key",
+           "qualitative_figure", "record_run", "split_cases", "stats_table", "summarize", "table"]
 
 
 def node_key(node: Node, kind: str) -> str:
@@ -72,6 +72,45 @@ def table(name: str, rows: Sequence[tuple[dict[str, Any], Sequence[str]]],
               for _, exps in rows for exp in exps}
     write_table(name, build_table(name, [(dict(lab), [loaded[e] for e in exps])
                                          for lab, exps in rows]), out_stem)
+
+
+STAT_METRICS = {"std_dsc": "DSC", "std_hd_mm": "HD (mm)"}
+"""Metrics tested per comparison: the standard DSC and Hausdorff distance."""
+
+
+def stats_table(comparisons: Sequence[tuple[str, str, str, Sequence[str], Sequence[str]]],
+                per_case: Mapping[str, str | Path], out: Path) -> pd.DataFrame:
+    """Every paired comparison of every table → ``stats.csv`` (docs/statistics.md).
+
+    ``comparisons``: (table, row, reference row, row experiments, reference experiments);
+    ``per_case``: experiment name → its ``per_case.csv``. Holm's correction runs within each
+    table, modality and metric.
+    """
+    from iman.stats import case_means, compare, holm
+
+    frames = {e: pd.read_csv(per_case[e], dtype={"case_id": str})
+              for _, _, _, a, b in comparisons for e in (*a, *b)}
+    records = []
+    for table, row, ref, row_exps, ref_exps in comparisons:
+        for modality in ("us", "ceus"):
+            pick = [f[f["modality"] == modality] for e in row_exps for f in [frames[e]]]
+            base = [f[f["modality"] == modality] for e in ref_exps for f in [frames[e]]]
+            if not any(len(f) for f in pick) or not any(len(f) for f in base):
+                continue
+            for metric in STAT_METRICS:
+                c = compare(case_means(pick, metric), case_means(base, metric))
+                records.append({"table": table, "row": row, "reference": ref,
+                                "modality": modality, "metric": metric,
+                                "n_runs": len(row_exps), **c.as_dict()})
+    df = pd.DataFrame(records, columns=["table", "row", "reference", "modality", "metric",
+                                        "n_runs", "n_cases", "mean_diff", "ci_low", "ci_high",
+                                        "p", "effect_size"])
+    df.insert(df.columns.get_loc("p") + 1, "p_holm", float("nan"))
+    for _, idx in df.groupby(["table", "modality", "metric"]).groups.items():
+        df.loc[idx, "p_holm"] = holm(df.loc[idx, "p"].to_numpy())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out, index=False, float_format="%.6g")
+    return df
 
 
 def cost_table(histories: Sequence[str | Path], benchmarks: Sequence[str | Path],

@@ -16,6 +16,7 @@ from iman.experiments import (
     node_for,
     parent_node,
     parse_name,
+    table_comparisons,
     table_specs,
 )
 from iman.paths import Paths
@@ -31,7 +32,7 @@ NODE = Node("{run}", "{modality}", "{loop}")
 ENV = "../envs/iman.yaml"
 FIGURES = ["fig3_qualitative", "margins_pathway", "table4_heatmap", "ablation_table2",
            "ablation_table5", "training_curves_table2", "training_curves_table5",
-           "dsc_distribution"]
+           "dsc_distribution", "forest_dsc"]
 
 
 wildcard_constraints:
@@ -129,6 +130,16 @@ def get_table_rows(wildcards) -> list:
 def get_table_inputs(wildcards) -> dict[str, str]:
     """Summary of every row and seed of a table, by experiment name."""
     return {exp: P.summary(exp) for _, exps in get_table_rows(wildcards) for exp in exps}
+
+
+def get_stats_comparisons(wildcards) -> list:
+    """[table, row, reference, row experiments, reference experiments] of every table."""
+    return [[t, row, ref, a, b] for t in TABLES for row, ref, a, b in table_comparisons(config, t)]
+
+
+def get_stats_inputs(wildcards) -> dict[str, str]:
+    """per_case.csv of every experiment a comparison reads, by experiment name."""
+    return {e: P.per_case(e) for *_, a, b in get_stats_comparisons(wildcards) for e in (*a, *b)}
 
 
 def get_cost_histories(wildcards) -> list[str]:

@@ -109,6 +109,22 @@ rule fig_distribution:
         "../scripts/fig_distribution.py"
 
 
+rule fig_forest:
+    input:
+        stats=P.stats,
+    output:
+        png=report(P.figure("forest_dsc", "png"), caption="../report/forest.rst",
+                   category="Figures", labels={"figure": "paired differences (forest)"}),
+        pdf=P.figure("forest_dsc", "pdf"),
+    log:
+        P.log("figures", "forest_dsc"),
+    localrule: True
+    conda:
+        ENV
+    script:
+        "../scripts/fig_forest.py"
+
+
 rule figures:
     input:
         expand(P.figure("{name}", "{ext}"), ext=["png", "pdf"], name=FIGURES),

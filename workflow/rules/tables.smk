@@ -30,9 +30,27 @@ rule table:
         "../scripts/table.py"
 
 
+rule stats:
+    input:
+        unpack(get_stats_inputs),
+    output:
+        report(P.stats, caption="../report/stats.rst", category="Tables",
+               labels={"table": "paired comparisons"}),
+    params:
+        comparisons=get_stats_comparisons,
+    log:
+        P.log("tables", "stats"),
+    localrule: True
+    conda:
+        ENV
+    script:
+        "../scripts/stats.py"
+
+
 rule tables:
     input:
         expand(P.table("{table}", "{ext}"), table=TABLES, ext=["csv", "md", "tex", "html"]),
+        P.stats,
         P.resolved_config,
         P.provenance,
 
