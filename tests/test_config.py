@@ -148,3 +148,9 @@ def test_a_method_recipe_overrides_only_that_methods_training() -> None:
     assert "methods" not in usseg
     with pytest.raises(ConfigError, match="train.methods.*unknown model 'resnet9000'"):
         resolve_config([], {"train": {"methods": {"resnet9000": {"lr": 1}}}})
+
+
+def test_two_folds_would_leave_nothing_to_train_on() -> None:
+    with pytest.raises(ConfigError, match="split.folds.*no training cases"):
+        validate_config({"split": {"folds": 2}})
+    assert validate_config({"split": {"folds": 3}})["split"]["folds"] == 3

@@ -148,3 +148,25 @@ def test_table_comparisons_name_each_row_and_its_reference() -> None:
     assert all(row.split()[0] == ref.split()[0] for row, ref, _, _ in t5)
     seeds = validate_config({**CFG, "seeds": [0, 1]})
     assert all(len(a) == len(b) == 2 for *_, a, b in table_comparisons(seeds, "table4"))
+
+
+def test_folds_are_an_axis_of_every_row_and_part_of_the_node_name() -> None:
+    from iman.experiments import runs_of
+
+    cfg = validate_config({**CFG, "seeds": [0, 1], "split": {"folds": 3}})
+    assert runs_of(cfg) == [(s, f) for s in (0, 1) for f in (0, 1, 2)]
+    for table in ("table1", "table2", "table3", "table4", "table5"):
+        for _, specs in table_specs(cfg, table):
+            assert sorted((s.seed, s.fold) for s in specs) == runs_of(cfg)
+            for spec in specs:
+                assert parse_name(experiment_name(spec)) == spec
+                assert experiment_name(spec).endswith(f"seed{spec.seed}fold{spec.fold}")
+    # within a fold, Table II's baseline node is Table IV's; across folds it is not
+    t2 = {(s.seed, s.fold): s for s in table_specs(cfg, "table2")[0][1]}
+    t4 = {(s.seed, s.fold): s for s in table_specs(cfg, "table4")[0][1]}
+    assert node_for(t2[(1, 2)], "us", 0) == node_for(t4[(1, 2)], "us", 0)
+    a, b = (node_for(s, "us", 0) for s in (t2[(0, 0)], t2[(0, 1)]))
+    assert a != b and a.run.endswith("fold0") and b.run.endswith("fold1")
+    holdout = validate_config(CFG)
+    assert runs_of(holdout) == [(0, None)]
+    assert experiment_name(table_specs(holdout, "table1")[0][1][0]).endswith("__seed0")

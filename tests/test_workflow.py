@@ -331,3 +331,38 @@ def test_authors_folder_layout_runs_to_table1_on_its_own_test_split(tmp_path: Pa
         metrics = pd.read_csv(run / "metrics.csv", dtype={"case_id": str})
         assert sorted(metrics.loc[metrics["split"] == "test", "case_id"]) == test
         assert sorted(metrics.loc[metrics["split"] == "val", "case_id"]) == split["val"]
+
+
+def test_folds_and_seeds_run_every_row_and_pool_each_case_once(tmp_path: Path) -> None:
+    """split.folds: 3 x seeds [0, 1] on a trimmed smoke config: every table row on every
+    fold and seed, stats pooled over folds (each case tested in exactly one fold)."""
+    cfg = _config(tmp_path, split={"folds": 3},
+                  tables={"table1": {"methods": ["unet"]}, "table2": {"control": False},
+                          "table3": {"frames": [1, 3]},
+                          "table4": {"kernels": [50], "filters": ["none"],
+                                     "ceus_only_kernels": []},
+                          "table5": {"backbones": ["unet"]}})
+    raw = yaml.safe_load(Path(cfg).read_text())
+    raw["seeds"] = [0, 1]
+    Path(cfg).write_text(yaml.safe_dump(raw))
+    snakemake(tmp_path, "tables", config=cfg)
+    results = tmp_path / "results"
+    split = json.loads((results / "data" / "splits.json").read_text())["folds"]
+    tested = [c for f in split for c in f["test"]]
+    assert len(split) == 3 and len(tested) == len(set(tested))  # each case tested once
+    t1 = pd.read_csv(results / "tables" / "table1.csv")
+    assert (t1["n_runs"] == 6).all()  # 2 seeds x 3 folds
+    assert (t1["us_n_cases"] == 2 * len(tested)).all()  # every case, once per seed
+    assert t1["us_dsc_std"].notna().all()  # a sample std over the 6 runs
+    runs = {p.name for p in (results / "runs").iterdir()}
+    assert {r[-5:] for r in runs} == {"fold0", "fold1", "fold2"}
+    stats = pd.read_csv(results / "tables" / "stats.csv")
+    assert set(stats["table"]) == {"table1", "table2", "table3", "table4", "table5"}
+    assert (stats["n_runs"] == 6).all()
+    dsc = stats[stats["metric"] == "std_dsc"]
+    assert (dsc["n_cases"] == len(tested)).all()  # pooled over folds, one value per case
+    p = stats["p"].dropna()
+    assert len(p) and ((p >= 0) & (p <= 1)).all()
+    ok = stats.dropna(subset=["mean_diff"])
+    assert ((ok["ci_low"] <= ok["mean_diff"] + 1e-12)
+            & (ok["mean_diff"] <= ok["ci_high"] + 1e-12)).all()

@@ -107,8 +107,12 @@ def _semantic_problems(cfg: dict[str, Any]) -> list[str]:
     if cfg["dataset"]["source"] != "phantom" and not cfg["dataset"]["root"]:
         problems.append("config key 'dataset.root': required when dataset.source is "
                         f"{cfg['dataset']['source']!r}")
-    if cfg["split"]["fold"] >= cfg["split"]["folds"]:
-        problems.append(f"config key 'split.fold': {cfg['split']['fold']} must be < split.folds")
+    if cfg["split"]["folds"] == 2:
+        problems.append("config key 'split.folds': 2 leaves no training cases (fold i tests, "
+                        "fold i+1 validates, the rest trains): use 1 (hold-out) or >= 3")
+    if cfg["split"]["folds"] >= 2 and cfg["split"]["use_source_split"]:
+        problems.append("config key 'split.folds': k-fold cross-validation and "
+                        "split.use_source_split exclude each other")
     names = sorted(e.name for e in all_entries())
     wanted = [("iman.backbone", cfg["iman"]["backbone"])]
     wanted += [("tables.table1.methods", m) for m in cfg["tables"]["table1"]["methods"]]

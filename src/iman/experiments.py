@@ -8,9 +8,11 @@ own branch's MMG setting; ``cross`` (IMAN) loops depend on both branches.
 
 Name grammar (one builder, one parser), fields joined by ``__``::
 
-    {method}.{variant}__{injection}__{frames}__{routing}__us{k}{filter}__ceus{k}{filter}__L{loops}__seed{seed}
+    {method}.{variant}__{injection}__{frames}__{routing}__us{k}{filter}__ceus{k}{filter}__L{loops}__seed{seed}[fold{fold}]
 
-with ``-`` for a field that does not apply, and no ``L`` field in run names.
+with ``-`` for a field that does not apply, and no ``L`` field in run names. The ``fold``
+suffix appears with k-fold cross-validation (``split.folds`` ≥ 2): fold f's test cases are
+fold f of the split; without it the node uses the one hold-out split.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "parse_name",
     "row_label",
     "run_name",
+    "runs_of",
     "selected_loops",
     "source_modality",
     "table_comparisons",
@@ -65,6 +68,7 @@ class Spec:
     mmg_ceus: tuple[int, str] | None = None
     loops: int | None = 0
     seed: int = 0
+    fold: int | None = None
 
     def mmg(self, modality: str) -> tuple[int, str] | None:
         """MMG setting of the margins fed to ``modality``'s branch."""
@@ -96,7 +100,7 @@ def experiment_name(spec: Spec) -> str:
               spec.routing, _mmg_field("us", spec.mmg_us), _mmg_field("ceus", spec.mmg_ceus)]
     if spec.loops is not None:
         fields.append(f"L{spec.loops}")
-    fields.append(f"seed{spec.seed}")
+    fields.append(f"seed{spec.seed}" + ("" if spec.fold is None else f"fold{spec.fold}"))
     return "__".join(fields)
 
 
@@ -104,6 +108,7 @@ run_name = experiment_name
 
 _MMG_RE = re.compile(r"^(us|ceus)(\d+)(none|mean|gaussian)$")
 _FRAMES_RE = re.compile(r"^T(\d+)s(\d+)(mid|key)$")
+_SEED_RE = re.compile(r"^seed(\d+)(?:fold(\d+))?$")
 
 
 def parse_name(name: str) -> Spec:
@@ -128,8 +133,11 @@ def parse_name(name: str) -> Spec:
                 raise ValueError(f"bad MMG field {field!r} in {name!r}")
             mmg[m[1]] = (int(m[2]), m[3])
     loops = int(parts[6][1:]) if len(parts) == 8 else None
+    seed = _SEED_RE.match(parts[-1])
+    if not seed:
+        raise ValueError(f"bad seed field {parts[-1]!r} in {name!r}")
     return Spec(method, variant, inj, T, step, strategy, parts[3], mmg.get("us"),
-                mmg.get("ceus"), loops, int(parts[-1].removeprefix("seed")))
+                mmg.get("ceus"), loops, int(seed[1]), None if seed[2] is None else int(seed[2]))
 
 
 def source_modality(spec: Spec, modality: str) -> str:
@@ -204,15 +212,26 @@ def _setting(d: dict[str, Any]) -> tuple[int, str]:
     return (int(d["kernel"]), str(d["filter"]))
 
 
-def _base(cfg: dict[str, Any], method: str, seed: int, T: int | None = None) -> Spec:
+Run = tuple[int, int | None]
+"""(seed, fold) of one repetition of a table row (fold None: the hold-out split)."""
+
+
+def runs_of(cfg: dict[str, Any]) -> list[Run]:
+    """Every (seed, fold) a table row is trained on: seeds × folds (k-fold when folds ≥ 2)."""
+    k = cfg["split"]["folds"]
+    folds: list[int | None] = list(range(k)) if k >= 2 else [None]
+    return [(s, f) for s in cfg["seeds"] for f in folds]
+
+
+def _base(cfg: dict[str, Any], method: str, run: Run, T: int | None = None) -> Spec:
     variants = cfg["model"]["variants"]
     fr = cfg["frames"]
     return Spec(method, variants.get(method, variants.get("default", "paper")),
                 cfg["model"]["injection"], T or fr["T"], fr["step"], fr["strategy"],
-                seed=seed)
+                seed=run[0], fold=run[1])
 
 
-def _ablation_rows(cfg: dict[str, Any], backbone: str, seed: int,
+def _ablation_rows(cfg: dict[str, Any], backbone: str, run: Run,
                    control: bool = False) -> list[tuple[dict, Spec]]:
     """Baseline, MMG, MMG+ITP, IMAN; with ``control`` also the epoch-matched control.
 
@@ -220,7 +239,7 @@ def _ablation_rows(cfg: dict[str, Any], backbone: str, seed: int,
     starts and LR restarts but no margins: it has the epochs of the looped rows, so comparing
     it with them separates "margins help" from "more training helps".
     """
-    base = _base(cfg, backbone, seed)
+    base = _base(cfg, backbone, run)
     us, ceus, L = _setting(cfg["mmg"]["us"]), _setting(cfg["mmg"]["ceus"]), cfg["iman"]["loops"]
     mmg = replace(base, routing="self", mmg_us=us, mmg_ceus=ceus)
     rows = [
@@ -235,40 +254,37 @@ def _ablation_rows(cfg: dict[str, Any], backbone: str, seed: int,
 
 
 def table_specs(cfg: dict[str, Any], table: str) -> list[tuple[dict[str, Any], list[Spec]]]:
-    """Rows of ``table`` (``table1`` … ``table5``): (row labels, one spec per seed)."""
-    seeds = cfg["seeds"]
+    """Rows of ``table`` (``table1`` … ``table5``): (row labels, one spec per seed × fold)."""
+    runs = runs_of(cfg)
     rows: list[tuple[dict[str, Any], list[Spec]]] = []
     t = cfg["tables"]
+    backbone = cfg["iman"]["backbone"]
     if table == "table1":
         for method in t["table1"]["methods"]:
-            rows.append(({"method": method}, [_base(cfg, method, s) for s in seeds]))
-        iman = cfg["iman"]["backbone"]
+            rows.append(({"method": method}, [_base(cfg, method, r) for r in runs]))
         rows.append(({"method": "iman"},
-                     [_ablation_rows(cfg, iman, s)[-1][1] for s in seeds]))
+                     [_ablation_rows(cfg, backbone, r)[-1][1] for r in runs]))
     elif table == "table2":
-        per_seed = [_ablation_rows(cfg, cfg["iman"]["backbone"], s, t["table2"]["control"])
-                    for s in seeds]
-        for i, (labels, _) in enumerate(per_seed[0]):
-            rows.append((labels, [ps[i][1] for ps in per_seed]))
+        per_run = [_ablation_rows(cfg, backbone, r, t["table2"]["control"]) for r in runs]
+        for i, (labels, _) in enumerate(per_run[0]):
+            rows.append((labels, [pr[i][1] for pr in per_run]))
     elif table == "table3":
         for T in t["table3"]["frames"]:
-            rows.append(({"frames": T},
-                         [_base(cfg, cfg["iman"]["backbone"], s, T) for s in seeds]))
+            rows.append(({"frames": T}, [_base(cfg, backbone, r, T) for r in runs]))
     elif table == "table4":
         rows.append(({"kernel": "none", "filter": "none"},
-                     [_base(cfg, cfg["iman"]["backbone"], s) for s in seeds]))
+                     [_base(cfg, backbone, r) for r in runs]))
         for k in t["table4"]["kernels"]:
             for f in t["table4"]["filters"]:
                 us = None if k in t["table4"]["ceus_only_kernels"] else (k, f)
-                specs = [replace(_base(cfg, cfg["iman"]["backbone"], s), routing="self",
-                                 mmg_us=us, mmg_ceus=(k, f), loops=1) for s in seeds]
+                specs = [replace(_base(cfg, backbone, r), routing="self",
+                                 mmg_us=us, mmg_ceus=(k, f), loops=1) for r in runs]
                 rows.append(({"kernel": k, "filter": f}, specs))
     elif table == "table5":
-        for backbone in t["table5"]["backbones"]:
-            per_seed = [_ablation_rows(cfg, backbone, s, t["table5"]["control"])
-                         for s in seeds]
-            for i, (labels, _) in enumerate(per_seed[0]):
-                rows.append(({"backbone": backbone, **labels}, [ps[i][1] for ps in per_seed]))
+        for bb in t["table5"]["backbones"]:
+            per_run = [_ablation_rows(cfg, bb, r, t["table5"]["control"]) for r in runs]
+            for i, (labels, _) in enumerate(per_run[0]):
+                rows.append(({"backbone": bb, **labels}, [pr[i][1] for pr in per_run]))
     else:
         raise ValueError(f"unknown table {table!r}")
     return rows

@@ -118,8 +118,12 @@ def build_table(table: str, rows: list[tuple[dict[str, Any], list[dict[str, Any]
                      if modality in s["branches"]]
             if loops:
                 rec[f"{modality}_loop"] = ",".join(map(str, loops))
+                counts = [s["branches"][modality].get("n_test") for s in summaries
+                          if modality in s["branches"]]
+                if None not in counts:
+                    rec[f"{modality}_n_cases"] = int(sum(counts))
         rec.update(_paper_row(table, labels))
-        rec["n_seeds"] = len(summaries)
+        rec["n_runs"] = len(summaries)  # seeds x folds
         records.append(rec)
     return pd.DataFrame(records)
 

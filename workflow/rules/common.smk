@@ -36,8 +36,8 @@ FIGURES = ["fig3_qualitative", "margins_pathway", "table4_heatmap", "ablation_ta
 
 
 wildcard_constraints:
-    run=r"[a-z0-9]+\.[a-z0-9_]+__[a-z]+__[^/]+__seed\d+",
-    exp=r"[a-z0-9]+\.[a-z0-9_]+__[^/]+__L\d+__seed\d+",
+    run=r"[a-z0-9]+\.[a-z0-9_]+__[a-z]+__[^/]+__seed\d+(?:fold\d+)?",
+    exp=r"[a-z0-9]+\.[a-z0-9_]+__[^/]+__L\d+__seed\d+(?:fold\d+)?",
     modality="us|ceus",
     loop=r"\d+",
     kernel=r"\d+",
@@ -102,6 +102,11 @@ def get_train_inputs(wildcards) -> dict[str, str]:
 def get_train_protocol(wildcards) -> dict:
     """The node's full training protocol (a change retrains it and its downstream)."""
     return node_protocol(config, wc_node(wildcards))
+
+
+def get_node_fold(wildcards) -> int:
+    """The split fold a node trains and is evaluated on (0: the hold-out split)."""
+    return parse_name(wildcards.run).fold or 0
 
 
 def get_margins_threshold(wildcards) -> float | None:

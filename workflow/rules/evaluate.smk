@@ -10,7 +10,7 @@ rule evaluate:
     output:
         P.node_file(NODE, "metrics.csv"),
     params:
-        fold=config["split"]["fold"],
+        fold=get_node_fold,
     log:
         P.log("evaluate", "{run}", "{modality}", "loop{loop}"),
     localrule: True

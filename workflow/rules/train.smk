@@ -17,7 +17,7 @@ rule train:
         provenance=P.node_file(NODE, "provenance.json"),
     params:
         protocol=get_train_protocol,
-        fold=config["split"]["fold"],
+        fold=get_node_fold,
         margins_threshold=get_margins_threshold,
     log:
         P.log("train", "{run}", "{modality}", "loop{loop}"),
