@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -152,3 +153,46 @@ def test_paper_values_are_the_printed_ones() -> None:
     row = t4[(t4.kernel == "75") & (t4["filter"] == "gaussian")].iloc[0]
     assert float(row.us_dsc) == 0.8268 and float(row.ceus_hd) == 7.0210
     assert len(paper_values("table5")) == 20
+
+
+def test_bold_only_where_the_best_differs_from_the_runner_up_and_stars_mark_holm(
+        tmp_path: Path) -> None:
+    from iman.tables import add_significance, build_table, write_table
+
+    def summary(dsc: float) -> dict:
+        test = {c: {"mean": dsc, "std": 0.0} for c in
+                ("std_dsc", "std_hd_mm", "std_hd95_mm", "paper_soft_dsc", "paper_row_hd")}
+        return {"branches": {"us": {"loop": 0, "run": "r", "n_test": 8, "test": test}}}
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.4, 0.6, 8)
+    cases = [f"C{i}" for i in range(8)]
+
+    def rows(values: np.ndarray) -> list[pd.DataFrame]:
+        return [pd.DataFrame({"case_id": cases, "split": "test", "modality": "us",
+                              **{c: values for c in ("std_dsc", "std_hd_mm", "std_hd95_mm",
+                                                     "paper_soft_dsc", "paper_row_hd")}})]
+
+    clear = [rows(base + 0.2), rows(base), rows(base - 0.01)]   # best >> runner-up
+    df = build_table("table1", [({"method": m}, [summary(float(np.mean(r[0]["std_dsc"])))])
+                                for m, r in zip(("unet", "fpn", "iman"), clear)])
+    stats = pd.DataFrame({"row": ["method=unet", "method=fpn"], "modality": "us",
+                          "metric": "std_dsc", "p_holm": [0.01, 0.4]})
+    sep = add_significance(df, ["method=unet", "method=fpn", "method=iman"], clear, stats)
+    assert sep["us_dsc"] == pytest.approx(2 / 2**8)  # all 8 differences favour the best
+    write_table("table1", df, tmp_path / "t1", sep)
+    md = (tmp_path / "t1.md").read_text()
+    assert "**0.7" in md and "*: Holm-adjusted p < 0.05" in md
+    assert md.count(" *") >= 1 and "0.5" in md
+    # a tie-like best: the runner-up is as good on the cases -> no bold, n.s. in the legend
+    close = [rows(base + 0.001 * (np.arange(8) % 2 * 2 - 1)), rows(base), rows(base - 0.2)]
+    df2 = build_table("table1", [({"method": m}, [summary(float(np.mean(r[0]["std_dsc"])))])
+                                 for m, r in zip(("unet", "fpn", "iman"), close)])
+    sep2 = add_significance(df2, ["method=unet", "method=fpn", "method=iman"], close, None)
+    assert sep2["us_dsc"] >= 0.05
+    write_table("table1", df2, tmp_path / "t2", sep2)
+    md2 = (tmp_path / "t2.md").read_text()
+    best = f"{df2.loc[0, 'us_dsc']:.4f}"
+    assert best in md2 and f"**{best}" not in md2  # the DSC best is not bold
+    assert "n.s. (no bold): the best of us_dsc" in md2
+    assert "**" in md2  # HD: the best (IMAN, 0.2 lower) is clearly apart and stays bold

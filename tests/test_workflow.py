@@ -168,8 +168,9 @@ def test_a_new_table3_frame_count_runs_only_its_new_jobs(smoke_run: Path,
     jobs = _dry_run(smoke_run, _config(tmp_path, tables={"table3": {"frames": [1, 3, 5]}}))
     rules = {r for r, _ in jobs} - AGGREGATES
     # the paired comparisons gain the new row (stats.csv and its forest plot)
-    assert rules == {"frames", "train", "evaluate", "summarize", "table", "stats", "fig_forest",
-                     "record_run"}
+    assert rules == {"frames", "train", "evaluate", "summarize", "table", "table_stats", "stats",
+                     "fig_forest", "record_run"}
+    assert [w["table"] for r, w in jobs if r == "table_stats"] == ["table3"]
     assert [w["T"] for r, w in jobs if r == "frames"] == ["5"]
     assert all("T5s" in w["run"] for r, w in jobs if r in ("train", "evaluate"))
     assert all("T5s" in w["exp"] for r, w in jobs if r == "summarize")

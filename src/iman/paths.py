@@ -100,6 +100,10 @@ class Paths:
         """Paired comparisons of every table (docs/statistics.md)."""
         return f"{self.root}/tables/stats.csv"
 
+    def table_stats(self, table: str) -> str:
+        """Paired comparisons of one table (read by that table's rule)."""
+        return f"{self.root}/tables/{table}_stats.csv"
+
     @property
     def cost(self) -> str:
         """Wall time, device and epochs of every training job."""

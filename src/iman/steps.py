@@ -18,8 +18,9 @@ import pandas as pd
 from iman.experiments import Node, experiment_nodes, node_for, parse_name
 from iman.paths import case_file
 
-__all__ = ["STAT_METRICS", "cost_table", "frame_picks", "margin_pathway_figure", "node_key",
-           "qualitative_figure", "record_run", "split_cases", "stats_table", "summarize", "table"]
+__all__ = ["STAT_METRICS", "concat_stats", "cost_table", "frame_picks", "margin_pathway_figure",
+           "node_key", "qualitative_figure", "record_run", "split_cases", "stats_table",
+           "summarize", "table"]
 
 
 def node_key(node: Node, kind: str) -> str:
@@ -64,14 +65,20 @@ def summarize(experiment: str, files: Mapping[str, str | Path], out_json: Path) 
 
 
 def table(name: str, rows: Sequence[tuple[dict[str, Any], Sequence[str]]],
-          summaries: Mapping[str, str | Path], out_stem: Path) -> None:
-    """One paper table from its rows (labels, experiment names) and their summaries."""
-    from iman.tables import build_table, write_table
+          files: Mapping[str, str | Path], out_stem: Path) -> None:
+    """One paper table from its rows (labels, experiment names), their summaries, per-case
+    rows (``per_case:<exp>``) and the table's paired comparisons (``stats``)."""
+    from iman.experiments import row_label
+    from iman.tables import add_significance, build_table, write_table
 
-    loaded = {exp: json.loads(Path(summaries[exp]).read_text())
-              for _, exps in rows for exp in exps}
-    write_table(name, build_table(name, [(dict(lab), [loaded[e] for e in exps])
-                                         for lab, exps in rows]), out_stem)
+    loaded = {exp: json.loads(Path(files[exp]).read_text()) for _, exps in rows for exp in exps}
+    df = build_table(name, [(dict(lab), [loaded[e] for e in exps]) for lab, exps in rows])
+    per_case = {exp: pd.read_csv(files[f"per_case:{exp}"], dtype={"case_id": str})
+                for _, exps in rows for exp in exps}
+    separation = add_significance(
+        df, [row_label(dict(lab)) for lab, _ in rows],
+        [[per_case[e] for e in exps] for _, exps in rows], pd.read_csv(files["stats"]))
+    write_table(name, df, out_stem, separation)
 
 
 STAT_METRICS = {"std_dsc": "DSC", "std_hd_mm": "HD (mm)"}
@@ -111,6 +118,12 @@ def stats_table(comparisons: Sequence[tuple[str, str, str, Sequence[str], Sequen
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False, float_format="%.6g")
     return df
+
+
+def concat_stats(files: Sequence[str | Path], out: Path) -> None:
+    """The per-table comparison files as one ``stats.csv`` (table order kept)."""
+    frames = [pd.read_csv(f) for f in files]
+    pd.concat(frames, ignore_index=True).to_csv(out, index=False, float_format="%.6g")
 
 
 def cost_table(histories: Sequence[str | Path], benchmarks: Sequence[str | Path],

@@ -20,8 +20,8 @@ import pandas as pd
 
 from iman.experiments import Node
 
-__all__ = ["METHOD_LABELS", "build_table", "paper_values", "summarize_experiment",
-           "write_table"]
+__all__ = ["METHOD_LABELS", "add_significance", "build_table", "legend", "paper_values",
+           "summarize_experiment", "write_table"]
 
 METHOD_LABELS = {
     "unet": "UNet", "fpn": "FPN", "unetpp": "UNet++", "deeplabv3": "DeepLabV3",
@@ -128,6 +128,49 @@ def build_table(table: str, rows: list[tuple[dict[str, Any], list[dict[str, Any]
     return pd.DataFrame(records)
 
 
+ALPHA = 0.05
+"""Significance level of the table markers and of the best-vs-runner-up check."""
+_STAT_OF = {"dsc": "std_dsc", "hd": "std_hd_mm"}  # table columns tested in stats.csv
+
+
+def add_significance(df: pd.DataFrame, row_names: list[str],
+                     per_case: list[list[pd.DataFrame]], stats: pd.DataFrame | None
+                     ) -> dict[str, float]:
+    """Add ``<mod>_<dsc|hd>_p_holm`` (row vs its reference, from ``stats``) to ``df`` and
+    return, per displayed column, the Wilcoxon p of its best row vs the runner-up.
+
+    ``row_names``/``per_case`` follow ``df``'s rows (``per_case``: each run's rows). A column
+    whose best row ties its runner-up gets p = 1.
+    """
+    from iman.stats import case_means, compare
+
+    if stats is not None and len(stats):
+        for modality in ("us", "ceus"):
+            for short, metric in _STAT_OF.items():
+                sub = stats[(stats["modality"] == modality) & (stats["metric"] == metric)]
+                p = dict(zip(sub["row"], sub["p_holm"]))
+                if f"{modality}_{short}" in df:
+                    df[f"{modality}_{short}_p_holm"] = [p.get(r, np.nan) for r in row_names]
+    separation: dict[str, float] = {}
+    for modality in ("us", "ceus"):
+        for short, (metric, higher) in REPORTED.items():
+            col = f"{modality}_{short}"
+            if col not in df or df[col].notna().sum() < 2:
+                continue
+            order = df[col].sort_values(ascending=not higher).dropna().index
+            best, second = order[0], order[1]
+            if df.at[best, col] == df.at[second, col]:
+                separation[col] = 1.0
+                continue
+
+            def values(i: Any, metric: str = metric, modality: str = modality) -> pd.Series:
+                runs = [f[f["modality"] == modality] for f in per_case[i]]
+                return case_means(runs, metric)
+
+            separation[col] = compare(values(best), values(second)).p
+    return separation
+
+
 def _fmt(mean: Any, std: Any) -> str:
     """``mean ± std`` with four decimals; ``—`` for a missing mean, no ``±`` without a std."""
     if mean is None or pd.isna(mean):
@@ -152,11 +195,16 @@ _LABELS = ("backbone", "method", "mmg", "itp", "modal_fusion", "frames", "kernel
 _PAPER = " (paper "
 
 
-def _display(df: pd.DataFrame, family: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _display(df: pd.DataFrame, family: tuple[str, ...],
+             separation: dict[str, float] | None = None
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Plain-text cells of one metric family and the mask of cells to set in bold.
 
-    A metric cell is ``mean ± std`` over seeds, followed by `` (paper x)`` only for the
-    paper-compatible metrics in :data:`PAPER_BESIDE`; the best mean of a column is bold.
+    A metric cell is ``mean ± std`` over runs, ``*`` when ``<col>_p_holm`` < :data:`ALPHA`
+    (the row differs from its reference row), then `` (paper x)`` only for the
+    paper-compatible metrics in :data:`PAPER_BESIDE`. The best mean of a column is bold when
+    it differs from the runner-up (``separation[col]`` < ALPHA), or, without ``separation``,
+    always.
     """
     label_cols = [c for c in _LABELS if c in df]
     text = df[label_cols].astype(str).reset_index(drop=True)
@@ -167,12 +215,16 @@ def _display(df: pd.DataFrame, family: tuple[str, ...]) -> tuple[pd.DataFrame, p
         for short in family:
             col, higher = f"{modality}_{short}", REPORTED[short][1]
             best = _best(df, col, higher)
+            if separation is not None and separation.get(col, 1.0) >= ALPHA:
+                best = None  # not told apart from the runner-up: no bold (n.s.)
             paper_col = (f"paper_{modality}_{PAPER_BESIDE[short]}" if short in PAPER_BESIDE
                          else None)
             cells, marks = [], []
             for _, r in df.iterrows():
                 mean = r.get(col, np.nan)
                 cell = _fmt(mean, r.get(f"{col}_std", np.nan))
+                if r.get(f"{col}_p_holm", np.nan) < ALPHA:
+                    cell += " *"
                 paper = r.get(paper_col, np.nan) if paper_col else np.nan
                 if not pd.isna(paper):
                     cell += f"{_PAPER}{paper:.4f})"
@@ -264,30 +316,52 @@ _STYLE = ("body{font-family:sans-serif;margin:16px}"
 
 
 def _html(title: str, blocks: list[tuple[str, tuple[pd.DataFrame, pd.DataFrame]]],
-          uuid: str) -> str:
+          uuid: str, note: str = "") -> str:
     """A self-contained HTML page (readable inside the Snakemake report)."""
     tables = [_html_table(text, bold, caption, f"{uuid}_{i}")
               for i, (caption, (text, bold)) in enumerate(blocks)]
     return "\n".join([
         "<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<h2>{html.escape(title)}</h2>", *tables, "</body></html>", ""])
+        f"<h2>{html.escape(title)}</h2>", *tables, f"<p>{html.escape(note)}</p>",
+        "</body></html>", ""])
 
 
-def write_table(table: str, df: pd.DataFrame, out_stem: Path) -> list[Path]:
-    """Write ``{stem}.csv`` and, for both metric families, ``.md``, ``.tex`` and ``.html``."""
+def legend(separation: dict[str, float] | None) -> str:
+    """What bold, ``*`` and n.s. mean in a table (docs/statistics.md)."""
+    if separation is None:
+        return "Bold: best mean of the column."
+    ns = sorted(c for c, p in separation.items() if p >= ALPHA)
+    text = (f"Bold: best mean of the column and different from the runner-up (paired "
+            f"Wilcoxon signed-rank over test cases, p < {ALPHA}). *: Holm-adjusted p < "
+            f"{ALPHA} against the table's reference row (stats.csv).")
+    if ns:
+        text += (" n.s. (no bold): the best of " + ", ".join(ns)
+                 + " is not significantly different from the runner-up.")
+    return text
+
+
+def write_table(table: str, df: pd.DataFrame, out_stem: Path,
+                separation: dict[str, float] | None = None) -> list[Path]:
+    """Write ``{stem}.csv`` and, for both metric families, ``.md``, ``.tex`` and ``.html``.
+
+    ``separation`` (:func:`add_significance`): bold only where the best differs from the
+    runner-up; without it the best mean is bold.
+    """
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     csv, md, tex, page = (out_stem.with_suffix(s) for s in (".csv", ".md", ".tex", ".html"))
     df.to_csv(csv, index=False)
-    standard, compatible = _display(df, STANDARD), _display(df, COMPATIBLE)
+    standard = _display(df, STANDARD, separation)
+    compatible = _display(df, COMPATIBLE, separation)
+    note = legend(separation)
     md.write_text("\n\n".join([f"### {TITLES[table]}",
                                 CAPTIONS["standard"], _markdown(*standard),
-                                CAPTIONS["compatible"], _markdown(*compatible), ""]),
+                                CAPTIONS["compatible"], _markdown(*compatible), note, ""]),
                   encoding="utf-8")
     tex.write_text("\n".join([
         f"% {TITLES[table]} -- standard metrics (no printed paper value)", _latex(*standard),
-        "% paper-compatible metrics: reproduced (printed paper value)", _latex(*compatible)]),
-        encoding="utf-8")
+        "% paper-compatible metrics: reproduced (printed paper value)", _latex(*compatible),
+        f"% {note}"]), encoding="utf-8")
     blocks = [(CAPTIONS["standard"], standard), (CAPTIONS["compatible"], compatible)]
-    page.write_text(_html(TITLES[table], blocks, table), encoding="utf-8")
+    page.write_text(_html(TITLES[table], blocks, table, note), encoding="utf-8")
     return [csv, md, tex, page]

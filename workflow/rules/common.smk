@@ -133,17 +133,24 @@ def get_table_rows(wildcards) -> list:
 
 
 def get_table_inputs(wildcards) -> dict[str, str]:
-    """Summary of every row and seed of a table, by experiment name."""
-    return {exp: P.summary(exp) for _, exps in get_table_rows(wildcards) for exp in exps}
+    """Summary and per-case rows of every row and run of a table (by experiment name) and the
+    table's paired comparisons."""
+    files = {"stats": P.table_stats(wildcards.table)}
+    for _, exps in get_table_rows(wildcards):
+        for exp in exps:
+            files[exp] = P.summary(exp)
+            files[f"per_case:{exp}"] = P.per_case(exp)
+    return files
 
 
 def get_stats_comparisons(wildcards) -> list:
-    """[table, row, reference, row experiments, reference experiments] of every table."""
-    return [[t, row, ref, a, b] for t in TABLES for row, ref, a, b in table_comparisons(config, t)]
+    """[table, row, reference, row experiments, reference experiments] of one table."""
+    t = wildcards.table
+    return [[t, row, ref, a, b] for row, ref, a, b in table_comparisons(config, t)]
 
 
 def get_stats_inputs(wildcards) -> dict[str, str]:
-    """per_case.csv of every experiment a comparison reads, by experiment name."""
+    """per_case.csv of every experiment a comparison of the table reads, by experiment name."""
     return {e: P.per_case(e) for *_, a, b in get_stats_comparisons(wildcards) for e in (*a, *b)}
 
 

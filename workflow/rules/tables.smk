@@ -30,14 +30,28 @@ rule table:
         "../scripts/table.py"
 
 
-rule stats:
+rule table_stats:
     input:
         unpack(get_stats_inputs),
     output:
-        report(P.stats, caption="../report/stats.rst", category="Tables",
-               labels={"table": "paired comparisons"}),
+        P.table_stats("{table}"),
     params:
         comparisons=get_stats_comparisons,
+    log:
+        P.log("tables", "{table}_stats"),
+    localrule: True
+    conda:
+        ENV
+    script:
+        "../scripts/table_stats.py"
+
+
+rule stats:
+    input:
+        expand(P.table_stats("{table}"), table=TABLES),
+    output:
+        report(P.stats, caption="../report/stats.rst", category="Tables",
+               labels={"table": "paired comparisons"}),
     log:
         P.log("tables", "stats"),
     localrule: True

@@ -1,11 +1,10 @@
-"""Rule stats: paired comparisons of every table's rows (Wilcoxon, Holm, bootstrap CI)."""
+"""Rule stats: every table's paired comparisons in one stats.csv."""
 
 from pathlib import Path
 
 from _log import run_logged
 
-from iman.steps import stats_table
+from iman.steps import concat_stats
 
 sm = snakemake  # noqa: F821
-run_logged(sm.log[0], stats_table, sm.params.comparisons, dict(sm.input.items()),
-           Path(sm.output[0]))
+run_logged(sm.log[0], concat_stats, list(sm.input), Path(sm.output[0]))

@@ -1,0 +1,11 @@
+"""Rule table_stats: paired comparisons of one table's rows (Wilcoxon, Holm, bootstrap CI)."""
+
+from pathlib import Path
+
+from _log import run_logged
+
+from iman.steps import stats_table
+
+sm = snakemake  # noqa: F821
+run_logged(sm.log[0], stats_table, sm.params.comparisons, dict(sm.input.items()),
+           Path(sm.output[0]))
