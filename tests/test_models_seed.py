@@ -323,3 +323,17 @@ def test_usseg_adversary_accepts_bf16_outputs() -> None:
     out = {k: v.detach().to(torch.bfloat16) for k, v in model(x).items()}
     loss = model.adversary_loss(out, target)
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+def test_usseg_wrong_weight_file_is_an_error_that_names_itself(tmp_path) -> None:
+    # it used strict=False and silently loaded nothing from a wrong file
+    model = demo("usseg")
+    good = tmp_path / "usseg.pt"
+    torch.save(model.state_dict(), good)
+    again = build_model("usseg", {"us": 1}, 64, "demo", weights=str(good))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                  again.state_dict().values()))
+    wrong = tmp_path / "other.pt"
+    torch.save(demo("ggnet").state_dict(), wrong)
+    with pytest.raises(ValueError, match=r"other\.pt is not a US-SEG"):
+        build_model("usseg", {"us": 1}, 64, "demo", weights=str(wrong))

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iman.models.blocks import double_conv
+from iman.models.blocks import double_conv, load_weight_file
 from iman.models.injection import gate
 from iman.models.registry import ModelEntry, register
 
@@ -200,8 +200,7 @@ def build_usseg(
     """Build US-SEG (random init); ``weights`` may name a local state dict of the whole model."""
     model = USSeg(sum(in_channels.values()), widths, disc_widths, **kwargs)
     if weights:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state, strict=False)
+        load_weight_file(model, weights, "US-SEG (whole model)")
     return model
 
 
