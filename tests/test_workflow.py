@@ -357,6 +357,10 @@ def test_folds_and_seeds_run_every_row_and_pool_each_case_once(tmp_path: Path) -
     assert t1["us_dsc_std"].notna().all()  # a sample std over the 6 runs
     runs = {p.name for p in (results / "runs").iterdir()}
     assert {r[-5:] for r in runs} == {"fold0", "fold1", "fold2"}
+    per_case = pd.concat(pd.read_csv(p, dtype={"case_id": str})
+                         for p in (results / "experiments").glob("unet*__L0__*/per_case.csv"))
+    assert set(zip(per_case["seed"], per_case["fold"])) == {(s, f) for s in (0, 1)
+                                                            for f in (0, 1, 2)}
     stats = pd.read_csv(results / "tables" / "stats.csv")
     assert set(stats["table"]) == {"table1", "table2", "table3", "table4", "table5"}
     assert (stats["n_runs"] == 6).all()

@@ -50,11 +50,13 @@ def summarize(experiment: str, files: Mapping[str, str | Path], out_json: Path) 
     """Select each branch's loop by validation DSC; write summary.json and per_case.csv.
 
     ``files`` holds each reported node's ``metrics.csv`` and ``provenance.json`` under
-    :func:`node_key` names; the summary records the chosen nodes' provenance.
+    :func:`node_key` names; the summary records the chosen nodes' provenance, the per-case
+    rows their experiment's ``seed`` and ``fold`` (empty for the hold-out split).
     """
     from iman.tables import summarize_experiment
 
-    nodes = experiment_nodes(parse_name(experiment))
+    spec = parse_name(experiment)
+    nodes = experiment_nodes(spec)
     summary = summarize_experiment(experiment, nodes,
                                    [Path(files[node_key(n, "metrics")]) for n in nodes], out_json)
     chosen = {m: Node(b["run"], m, b["loop"]) for m, b in summary["branches"].items()}
@@ -62,6 +64,9 @@ def summarize(experiment: str, files: Mapping[str, str | Path], out_json: Path) 
         m: json.loads(Path(files[node_key(n, "provenance")]).read_text())
         for m, n in chosen.items()}
     out_json.write_text(json.dumps(summary, indent=1))
+    per_case = out_json.with_name("per_case.csv")
+    rows = pd.read_csv(per_case, dtype={"case_id": str})
+    rows.assign(seed=spec.seed, fold=spec.fold).to_csv(per_case, index=False)
 
 
 def table(name: str, rows: Sequence[tuple[dict[str, Any], Sequence[str]]],
