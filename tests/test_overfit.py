@@ -39,7 +39,7 @@ KNOWN = {
     ("deeplabv3", "ceus"): "0.119: output stride 8, as for US (close to the target)",
     ("swinunet", "us"): "0.648: patch-4 tokens, windows of 7, no warm-up; learns slowly at 64 px",
     ("swinunet", "ceus"): "0.115: as for US, close to the target",
-    ("aaunet", "us"): "0.255: still falling after 300 steps (val DSC 0.57 in the demo run)",
+    ("aaunet", "us"): "0.255: still falling after 300 steps (val DSC 0.66 in the default run)",
     ("ggnet", "us"): "0.353: its other loss terms still sum to ~2.6 after 300 steps",
 }
 CASES = [pytest.param(e.name, m, id=f"{e.name}-{m}",
