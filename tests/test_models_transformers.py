@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from weight_files import fake_r50_vit_npz
 
 from iman.models import build_model, count_parameters, get_entry
+from iman.models.blocks import WrongWeightsError
 from iman.models.swinunet import SwinBlock, SwinUNet, load_swin_weights, shifted_window_mask
 from iman.models.transunet import TransUNet, load_r50_vit_npz
 
@@ -163,7 +165,7 @@ def test_swin_encoder_matches_timm_swin_tiny() -> None:
     swin_paper = build_model("swinunet", **get_entry("swinunet").paper_input).eval()
     ref = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, num_classes=0)
     report = load_swin_weights(swin_paper, ref.eval().state_dict())
-    assert not report["skipped"] and not report["unused"]
+    assert report.ok and not report.unexpected and not report.mismatched
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         t, h, w = swin_paper.patch_embed(x)
@@ -193,16 +195,22 @@ def test_swin_loader_official_and_timm_names(tmp_path: Path) -> None:
     }
     path = tmp_path / "swin_t.pth"
     torch.save({"model": official}, path)
-    model2 = build_model_from_path(path)
-    for m, report in ((model, load_swin_weights(model, path)), (model2, model2.load_report)):
-        assert torch.equal(m.layers[0].blocks[0].attn.qkv.weight, qkv0)
-        assert torch.equal(m.layers_up[2].blocks[0].attn.qkv.weight, qkv0)  # mirrored, dim 8
-        assert torch.equal(m.layers_up[0].blocks[0].mlp.fc1.weight, fc1_2)  # mirrored, dim 32
-        assert torch.equal(m.layers[0].downsample.reduction.weight, torch.ones(16, 32))
-        assert torch.equal(m.patch_embed.norm.weight, torch.full((8,), 2.0))
-        assert report["unused"] == ["head.weight"]
-        assert len(report["skipped"]) == 1 and "patch_embed.proj.weight" in report["skipped"][0]
-        assert len(report["loaded"]) == 6
+    m, report = model, load_swin_weights(model, path)
+    assert torch.equal(m.layers[0].blocks[0].attn.qkv.weight, qkv0)
+    assert torch.equal(m.layers_up[2].blocks[0].attn.qkv.weight, qkv0)  # mirrored, dim 8
+    assert torch.equal(m.layers_up[0].blocks[0].mlp.fc1.weight, fc1_2)  # mirrored, dim 32
+    assert torch.equal(m.layers[0].downsample.reduction.weight, torch.ones(16, 32))
+    assert torch.equal(m.patch_embed.norm.weight, torch.full((8,), 2.0))
+    # the RGB patch embedding is summed over RGB for the 1-channel (grey) model
+    torch.testing.assert_close(m.patch_embed.proj.weight,
+                               official["patch_embed.proj.weight"].sum(1, keepdim=True))
+    assert report.unexpected == ["head.weight"] and report.mismatched == []
+    assert len(report.loaded) == 7
+    assert "patch_embed.proj.bias" in report.missing and not report.ok  # a partial file
+    # through the registry a partial file is an error that names the file and the gaps
+    gaps = r"(?s)swin_t\.pth is not a Swin-T.*62 missing.*missing: patch_embed"
+    with pytest.raises(WrongWeightsError, match=gaps):
+        build_model_from_path(path)
 
     timm_style = {
         "layers.1.downsample.reduction.weight": torch.full((16, 32), 3.0),
@@ -212,7 +220,7 @@ def test_swin_loader_official_and_timm_names(tmp_path: Path) -> None:
     report = load_swin_weights(model, timm_style)
     assert torch.equal(model.layers[0].downsample.reduction.weight, torch.full((16, 32), 3.0))
     assert torch.equal(model.layers[2].downsample.reduction.weight, torch.full((64, 128), 4.0))
-    assert report["unused"] == ["head.fc.weight"]
+    assert report.unexpected == ["head.fc.weight"]
 
 
 def build_model_from_path(path: Path) -> SwinUNet:
@@ -235,50 +243,14 @@ TINY_TU = {
 }
 
 
-def fake_r50_vit_npz(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """An npz with the official R50+ViT-B_16 key names, shapes of ``TINY_TU``, 3×3 grid."""
-
-    def r(*shape: int) -> np.ndarray:
-        return rng.standard_normal(shape).astype(np.float32)
-
-    a: dict[str, np.ndarray] = {"conv_root/kernel": r(7, 7, 3, 32)}
-    a["gn_root/scale"], a["gn_root/bias"] = r(32), r(32)
-    for b, (cin, cmid, cout) in enumerate([(32, 32, 128), (128, 64, 256), (256, 128, 512)], 1):
-        p = f"block{b}/unit1/"
-        a[p + "conv1/kernel"] = r(1, 1, cin, cmid)
-        a[p + "conv2/kernel"] = r(3, 3, cmid, cmid)
-        a[p + "conv3/kernel"] = r(1, 1, cmid, cout)
-        a[p + "conv_proj/kernel"] = r(1, 1, cin, cout)
-        for g, c in (("gn1", cmid), ("gn2", cmid), ("gn3", cout), ("gn_proj", cout)):
-            a[p + g + "/scale"], a[p + g + "/bias"] = r(c), r(c)
-    a["embedding/kernel"], a["embedding/bias"] = r(1, 1, 512, 64), r(64)
-    pos = np.zeros((1, 10, 64), np.float32)
-    pos[0, 0] = 99.0  # class token: must be dropped
-    pos[0, 1:] = np.repeat(np.arange(3, dtype=np.float32), 3)[:, None]  # value = grid row
-    a["Transformer/posembed_input/pos_embedding"] = pos
-    a["Transformer/encoder_norm/scale"], a["Transformer/encoder_norm/bias"] = r(64), r(64)
-    p = "Transformer/encoderblock_0/"
-    for n in ("query", "key", "value"):
-        a[f"{p}MultiHeadDotProductAttention_1/{n}/kernel"] = r(64, 2, 32)
-        a[f"{p}MultiHeadDotProductAttention_1/{n}/bias"] = r(2, 32)
-    a[f"{p}MultiHeadDotProductAttention_1/out/kernel"] = r(2, 32, 64)
-    a[f"{p}MultiHeadDotProductAttention_1/out/bias"] = r(64)
-    a[f"{p}MlpBlock_3/Dense_0/kernel"], a[f"{p}MlpBlock_3/Dense_0/bias"] = r(64, 128), r(128)
-    a[f"{p}MlpBlock_3/Dense_1/kernel"], a[f"{p}MlpBlock_3/Dense_1/bias"] = r(128, 64), r(64)
-    for ln in ("LayerNorm_0", "LayerNorm_2"):
-        a[f"{p}{ln}/scale"], a[f"{p}{ln}/bias"] = r(64), r(64)
-    a["cls"] = r(1, 1, 64)  # present in the release, unused for segmentation
-    return a
-
-
 def test_transunet_npz_round_trip(tmp_path: Path) -> None:
     arrays = fake_r50_vit_npz(np.random.default_rng(0))
     path = tmp_path / "R50+ViT-B_16.npz"
     np.savez(path, **arrays)
     model = TransUNet(3, 64, **TINY_TU)
     report = load_r50_vit_npz(model, path)
-    assert report["skipped"] == [] and report["unused"] == ["cls"]
-    assert len(report["loaded"]) == len(arrays) - 1
+    assert report.ok and report.mismatched == [] and report.missing == []
+    assert report.unexpected == ["cls"] and len(report.loaded) == len(arrays) - 1
 
     def t(key: str) -> torch.Tensor:
         return torch.from_numpy(arrays[key])
@@ -312,17 +284,24 @@ def test_transunet_npz_root_conv_by_channels() -> None:
     grey = TransUNet(1, 64, **TINY_TU)
     load_r50_vit_npz(grey, arrays)
     torch.testing.assert_close(grey.resnet.root_conv.weight, kernel.sum(1, keepdim=True))
-    ceus = TransUNet(5, 64, **TINY_TU)
-    before = ceus.resnet.root_conv.weight.clone()
-    report = load_r50_vit_npz(ceus, arrays)
-    assert torch.equal(ceus.resnet.root_conv.weight, before)
-    assert any(s.startswith("conv_root/kernel") for s in report["skipped"])
+    # 5 frames, each grey repeated to RGB (ImageNet input): tiled and divided by 5, so five
+    # identical frames give the pretrained response
+    ceus = TransUNet(15, 64, **TINY_TU)
+    assert load_r50_vit_npz(ceus, arrays).ok
+    torch.testing.assert_close(ceus.resnet.root_conv.weight, kernel.repeat(1, 5, 1, 1) / 5)
     assert torch.equal(ceus.resnet.root_gn.weight, torch.from_numpy(arrays["gn_root/scale"]))
+    # RGB + a margin channel (input_channel injection): the extra channel starts at zero
+    margin = TransUNet(4, 64, **TINY_TU)
+    load_r50_vit_npz(margin, arrays)
+    torch.testing.assert_close(margin.resnet.root_conv.weight[:, :3], kernel)
+    assert not margin.resnet.root_conv.weight[:, 3].any()
 
 
 def test_transunet_npz_shape_mismatch_is_reported() -> None:
     arrays = fake_r50_vit_npz(np.random.default_rng(2))
     wider = TransUNet(3, 64, **{**TINY_TU, "hidden": 96, "heads": 3})
     report = load_r50_vit_npz(wider, arrays)
-    assert any(s.startswith("embedding/kernel") for s in report["skipped"])
-    assert "block1/unit1/conv1/kernel" in report["loaded"]
+    assert any(s.startswith("embedding/kernel") for s in report.mismatched)
+    assert "block1/unit1/conv1/kernel" in report.loaded and not report.ok
+    with pytest.raises(WrongWeightsError, match="is not a R50"):
+        report.check()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -10,11 +13,138 @@ from torch import Tensor, nn
 
 __all__ = [
     "BatchNorm2dAnyBatch",
+    "LoadReport",
+    "WrongWeightsError",
+    "adapt_first_conv",
     "check_size",
     "double_conv",
     "load_matching",
+    "load_report",
     "load_weight_file",
+    "read_state_file",
 ]
+
+
+class WrongWeightsError(ValueError):
+    """A weight file does not fit the model it is loaded into; the message names the file."""
+
+
+@dataclass
+class LoadReport:
+    """What loading a pretrained file into a model did (``iman weights verify`` prints it).
+
+    ``missing``: target tensors the file should fill (the modules it is meant for) but does
+    not hold; ``unexpected``: file tensors with no target; ``mismatched``: same name,
+    different shape. A file fits when it loads something and misses and mismatches nothing.
+    """
+
+    source: str
+    what: str
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the file filled every tensor it is meant to fill."""
+        return bool(self.loaded) and not self.missing and not self.mismatched
+
+    def counts(self) -> str:
+        """One line: how many tensors were loaded, missing, mismatched and unused."""
+        return (f"{len(self.loaded)} tensors loaded, {len(self.missing)} missing, "
+                f"{len(self.mismatched)} shape-mismatched, {len(self.unexpected)} unused "
+                "in the file")
+
+    def details(self, limit: int = 8) -> list[str]:
+        """The first ``limit`` names of every non-empty list, and the notes."""
+        lines = []
+        for name in ("missing", "mismatched", "unexpected"):
+            keys = getattr(self, name)
+            if keys:
+                more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+                lines.append(f"  {name}: " + ", ".join(keys[:limit]) + more)
+        return lines + [f"  note: {n}" for n in self.notes]
+
+    def text(self, limit: int = 8) -> str:
+        """The report as printed by ``iman weights verify``."""
+        return "\n".join([f"{self.source}: {self.what}: {self.counts()}",
+                          *self.details(limit)])
+
+    def check(self) -> LoadReport:
+        """Raise :class:`WrongWeightsError` (naming the file) unless the file fits."""
+        if not self.ok:
+            raise WrongWeightsError("\n".join([
+                f"{self.source} is not a {self.what} weight file ({self.counts()}):",
+                *self.details()]))
+        return self
+
+
+def read_state_file(path: str | Path) -> dict[str, Any]:
+    """Tensors of a ``torch.save`` / ``.safetensors`` file (unwrapping ``model``/``state_dict``)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return dict(load_file(str(path)))
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict):
+        for key in ("model", "state_dict"):
+            if isinstance(obj.get(key), Mapping):
+                return dict(obj[key])
+        return dict(obj)
+    raise WrongWeightsError(f"{path} holds a {type(obj).__name__}, not a state dict")
+
+
+def adapt_first_conv(weight: Tensor, in_channels: int) -> Tensor:
+    """An RGB first-layer kernel ``(O, 3, kh, kw)`` for ``in_channels`` inputs.
+
+    3 → as is; 1 → summed over RGB (the same function as repeating grey to RGB); 3k (k
+    frames, each grey repeated to RGB) → tiled k times and divided by k, so k identical
+    frames give the pretrained response (I3D-style inflation); any extra channels (a margin
+    channel) get zero weights, so they start without effect.
+    """
+    if weight.shape[1] != 3 or in_channels == weight.shape[1]:
+        return weight
+    if in_channels == 1:
+        return weight.sum(dim=1, keepdim=True)
+    k = in_channels // 3
+    out = weight.new_zeros(weight.shape[0], in_channels, *weight.shape[2:])
+    if k:
+        out[:, :3 * k] = weight.repeat(1, k, 1, 1) / k
+    else:
+        out[:, :1] = weight.sum(dim=1, keepdim=True)
+    return out
+
+
+def load_report(model: nn.Module, state: Mapping[str, Tensor], source: str, what: str,
+                required: tuple[str, ...] = ("",), first_conv: str | None = None) -> LoadReport:
+    """Copy every ``state`` tensor whose name and shape match ``model``; report the rest.
+
+    ``required``: name prefixes of the model tensors the file is meant to fill (the rest are
+    trained from scratch); ``first_conv``: the model's first conv weight, adapted from RGB
+    to the model's input channels (:func:`adapt_first_conv`).
+    """
+    own = model.state_dict()
+    state = dict(state)
+    if first_conv is not None and first_conv in state and first_conv in own:
+        state[first_conv] = adapt_first_conv(state[first_conv], own[first_conv].shape[1])
+    report = LoadReport(source, what)
+    update = {}
+    for key, value in state.items():
+        if key not in own:
+            report.unexpected.append(key)
+        elif own[key].shape != value.shape:
+            report.mismatched.append(f"{key} {tuple(value.shape)} != {tuple(own[key].shape)}")
+        else:
+            update[key] = value
+            report.loaded.append(key)
+    report.missing = [k for k in own if k not in update and k.startswith(required)
+                      and not k.endswith("num_batches_tracked")
+                      and not any(m.startswith(k + " ") for m in report.mismatched)]
+    model.load_state_dict(update, strict=False)
+    return report
 
 
 def check_size(method: str, img_size: int, factor: int, hint: str = "") -> None:

@@ -44,6 +44,7 @@ Assumptions / deviations:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,7 +52,12 @@ import torch.nn.functional as F
 from timm.models.resnet import Bottleneck, ResNet
 from torch import Tensor, nn
 
-from iman.models.blocks import BatchNorm2dAnyBatch, load_matching
+from iman.models.blocks import (
+    BatchNorm2dAnyBatch,
+    LoadReport,
+    load_report,
+    read_state_file,
+)
 from iman.models.injection import gate
 from iman.models.registry import ModelEntry, register
 
@@ -251,12 +257,29 @@ def build_ggnet(
     """Build GG-Net (random init); ``weights``: a local timm ResNeXt or whole-model state dict."""
     model = GGNet(sum(in_channels.values()), **kwargs)
     if weights:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        # a timm ResNeXt state dict names the stem conv1/bn1; ours wraps them in ``stem``
-        renamed = {"stem.0." + k[6:] if k.startswith("conv1.") else
-                   "stem.1." + k[4:] if k.startswith("bn1.") else k: v for k, v in state.items()}
-        load_matching(model, renamed, f"GG-Net or ResNeXt ({weights})")
+        load_ggnet_weights(model, weights).check()
     return model
+
+
+def load_ggnet_weights(model: GGNet, path: str | Path) -> LoadReport:
+    """Load a timm/torchvision ResNeXt ImageNet state dict into the backbone (stem, layer1–3)
+    or a whole GG-Net state dict; report every key.
+
+    The RGB stem conv is adapted to the input channels; the ResNeXt's ``layer4`` and
+    classifier (unused by GG-Net) are reported as unused file tensors.
+    """
+    state = read_state_file(path)
+    # a timm ResNeXt state dict names the stem conv1/bn1; ours wraps them in ``stem``
+    renamed = {"stem.0." + k[6:] if k.startswith("conv1.") else
+               "stem.1." + k[4:] if k.startswith("bn1.") else k: v for k, v in state.items()}
+    whole = any(k.startswith("aspp.") for k in renamed)
+    return load_report(model, renamed, str(path),
+                       "GG-Net" if whole else "ResNeXt backbone (GG-Net)",
+                       required=("",) if whole else _BACKBONE, first_conv="stem.0.weight")
+
+
+_BACKBONE = ("stem.", "layer1.", "layer2.", "layer3.")
+"""GG-Net tensors an ImageNet ResNeXt fills (the rest is trained from scratch)."""
 
 
 register(
@@ -276,5 +299,6 @@ register(
         description="GG-Net: DeepLabV3+ (ResNeXt-101 32x4d) + global guidance block + "
                     "boundary detection",
         family="seed",
+        load_weights=load_ggnet_weights,
     )
 )

@@ -62,6 +62,9 @@ class ModelEntry:
     paper_input: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     family: str = "framework"
+    load_weights: Callable[[nn.Module, str], Any] | None = None
+    """``(model, path) -> LoadReport`` for the method's pretrained file (None: whole-model
+    state dicts only); ``iman weights verify`` prints its report."""
 
     def consumed(self, modality: str) -> tuple[str, ...]:
         """Modalities fed to the model when it predicts ``modality``."""

@@ -1,8 +1,12 @@
 """The four segmentation-models-pytorch frameworks of Tables I and V, with margin gating.
 
 UNet, FPN, UNet++ and DeepLabV3 with a configurable encoder (the paper: ResNet-50;
-``encoder_weights=None``, nothing is downloaded). ``weights`` may name a local state-dict
-file for the encoder. Margin gating (``gate_skips``): every encoder feature the decoder reads
+``encoder_weights=None``, nothing is downloaded here). ``weights`` names a local ImageNet
+state dict of the encoder (torchvision / smp layout, ``iman weights fetch``); its RGB first
+conv is adapted to the input channels (:func:`~iman.models.blocks.adapt_first_conv`), and a
+file that leaves an encoder tensor unfilled is an error naming the file.
+
+Margin gating (``gate_skips``): every encoder feature the decoder reads
 as a skip (all but the input identity and the deepest map) is multiplied by the margin
 resized to it. DeepLabV3 has no skips — its decoder reads only the deepest map — so for it
 the deepest feature is gated instead (documented deviation: there is nothing else to gate).
@@ -10,16 +14,17 @@ the deepest feature is gated instead (documented deviation: there is nothing els
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import segmentation_models_pytorch as smp
-import torch
 from torch import Tensor, nn
 
+from iman.models.blocks import LoadReport, load_report, read_state_file
 from iman.models.injection import gate
 from iman.models.registry import ModelEntry, register
 
-__all__ = ["GatedSMP", "build_smp"]
+__all__ = ["GatedSMP", "build_smp", "load_encoder_weights"]
 
 _ARCHS: dict[str, type[nn.Module]] = {
     "unet": smp.Unet,
@@ -32,10 +37,11 @@ _ARCHS: dict[str, type[nn.Module]] = {
 class GatedSMP(nn.Module):
     """An smp model whose encoder skips are multiplied by a margin map."""
 
-    def __init__(self, net: nn.Module, gate_deepest: bool) -> None:
+    def __init__(self, net: nn.Module, gate_deepest: bool, encoder: str = "") -> None:
         super().__init__()
         self.net = net
         self.gate_deepest = gate_deepest
+        self.encoder_name = encoder
 
     def forward(self, x: Tensor, margin: Tensor | None = None) -> Tensor:
         """Encoder → gate skips → decoder → head; logits at the input size."""
@@ -58,12 +64,24 @@ def build_smp(
     net = _ARCHS[arch](encoder_name=encoder, encoder_weights=None, in_channels=channels,
                        classes=1, **kwargs)
     _prune_unused_stages(net.encoder, kwargs.get("encoder_depth", 5))
+    model = GatedSMP(net, gate_deepest=arch == "deeplabv3", encoder=encoder)
     if weights:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        missing, unexpected = net.encoder.load_state_dict(state, strict=False)
-        if len(missing) == len(net.encoder.state_dict()):
-            raise ValueError(f"{weights}: no encoder weight matched ({len(unexpected)} unused)")
-    return GatedSMP(net, gate_deepest=arch == "deeplabv3")
+        load_encoder_weights(model, weights).check()
+    return model
+
+
+def load_encoder_weights(model: GatedSMP, path: str | Path) -> LoadReport:
+    """Load an ImageNet encoder state dict (classifier ``fc`` dropped); report every key.
+
+    Every encoder tensor must be filled; stages a shallow (demo) encoder never builds are
+    reported as unused file tensors.
+    """
+    state = {k: v for k, v in read_state_file(path).items() if not k.startswith("fc.")}
+    report = load_report(model.net.encoder, state, str(path), f"{model.encoder_name} encoder",
+                         first_conv="conv1.weight")
+    report.unexpected = [k for k in report.unexpected if not k.startswith(("layer3.", "layer4."))
+                         or hasattr(model.net.encoder, k.split(".")[0])]
+    return report
 
 
 def _prune_unused_stages(encoder: nn.Module, depth: int) -> None:
@@ -85,6 +103,7 @@ def _entry(arch: str, label: str, params_m: float, demo: dict[str, Any]) -> Mode
         paper_params_m=params_m,
         paper_input={"in_channels": {"us": 3}, "img_size": 320},
         description=f"{label} (segmentation-models-pytorch), ResNet-50 encoder in the paper",
+        load_weights=load_encoder_weights,
     )
 
 

@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iman.models.blocks import LoadReport, adapt_first_conv, read_state_file
 from iman.models.registry import ModelEntry, register
 
 __all__ = [
@@ -468,44 +469,49 @@ def _target_name(key: str, num_layers: int) -> list[str]:
 
 def load_swin_weights(
     model: SwinUNet, weights: str | Path | Mapping[str, Tensor]
-) -> dict[str, list[str]]:
+) -> LoadReport:
     """Load Swin-T tensors by name (encoder, and mirrored into the decoder); return a report.
 
     Accepts a path to a ``torch.save`` file (a state dict, or one under ``"model"`` or
-    ``"state_dict"``) or a state dict. Report keys: ``loaded`` (model names), ``skipped``
-    (shape mismatches), ``unused`` (file keys with no target).
+    ``"state_dict"``) or a state dict. ``missing``: encoder tensors (patch embedding, stages,
+    final norm) the file does not fill; ``mismatched``: shape mismatches; ``unexpected``:
+    file keys with no target (the classifier head). The RGB patch embedding is adapted to
+    the input channels (:func:`~iman.models.blocks.adapt_first_conv`).
     """
     if isinstance(weights, Mapping):
         sd: Mapping[str, Tensor] = weights
+        source = "<state dict>"
     else:
-        obj = torch.load(weights, map_location="cpu", weights_only=True)
-        sd = obj.get("model", obj.get("state_dict", obj)) if isinstance(obj, dict) else obj
+        sd, source = read_state_file(weights), str(weights)
     sd = _official_names(sd)
     own = model.state_dict()
+    report = LoadReport(source, "Swin-T (Swin-Unet encoder and mirrored decoder)")
     update: dict[str, Tensor] = {}
-    loaded: list[str] = []
-    skipped: list[str] = []
-    unused: list[str] = []
+    bad: set[str] = set()
     for key, value in sd.items():
         targets = [t for t in _target_name(key, model.num_layers) if t in own]
         if not targets:
-            unused.append(key)
+            report.unexpected.append(key)
         for t in targets:
+            if t == "patch_embed.proj.weight":
+                value = adapt_first_conv(value, own[t].shape[1])
             if own[t].shape != value.shape:
-                skipped.append(f"{key} -> {t}: shape {tuple(value.shape)} != {tuple(own[t].shape)}")
+                bad.add(t)
+                report.mismatched.append(
+                    f"{key} -> {t} {tuple(value.shape)} != {tuple(own[t].shape)}")
             else:
                 update[t] = value
-                loaded.append(t)
+                report.loaded.append(t)
+    report.missing = [k for k in own
+                      if k.startswith(_ENCODER) and k not in update and k not in bad]
     model.load_state_dict(update, strict=False)
-    report = {"loaded": loaded, "skipped": skipped, "unused": unused}
     model.load_report = report
-    log.info(
-        "Swin-Unet weights: %d tensors loaded, %d skipped, %d unused in file",
-        len(loaded),
-        len(skipped),
-        len(unused),
-    )
+    log.info("%s", report.text())
     return report
+
+
+_ENCODER = ("patch_embed.", "layers.", "norm.")
+"""Model tensors a Swin-T classification checkpoint fills (the rest is decoder)."""
 
 
 def build_swinunet(
@@ -514,7 +520,7 @@ def build_swinunet(
     """Registry constructor: channels of all consumed modalities, optional Swin-T weights."""
     model = SwinUNet(sum(in_channels.values()), img_size, **kwargs)
     if weights:
-        load_swin_weights(model, weights)
+        load_swin_weights(model, weights).check()
     return model
 
 
@@ -545,5 +551,6 @@ register(
         paper_input={"in_channels": {"us": 3}, "img_size": 224},
         description="Swin-Unet (Swin-T encoder [2,2,6,2], mirrored decoder); margin as input",
         family="framework",
+        load_weights=load_swin_weights,
     )
 )

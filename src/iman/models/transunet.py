@@ -28,10 +28,12 @@ embedding is bilinearly resized on the fly.
 
 Optional weights: ``weights=<path to R50+ViT-B_16.npz>`` maps the official ImageNet-21k npz
 keys onto the modules (HWIO → OIHW convs, per-head attention kernels flattened, position
-embedding without the class token, zoomed to the grid). The root conv is loaded for 3 input
-channels, summed over RGB for 1 channel (the same function as the official grey → RGB
-repeat) and left at random init otherwise (IMAN's CEUS branch). Shape mismatches (demo
-variants) are skipped and reported in ``model.load_report``.
+embedding without the class token, zoomed to the grid). The RGB root conv is adapted to the
+input channels: as is for 3, summed over RGB for 1 (the same function as the official grey →
+RGB repeat), tiled and divided by k for 3k (k frames, each grey repeated to RGB under
+ImageNet normalisation; IMAN's authors left it at random init for their 5-frame CEUS
+branch). A file that misses or mismatches a mapped tensor is an error naming the file; the
+report is kept in ``model.load_report``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iman.models.blocks import LoadReport, adapt_first_conv
 from iman.models.injection import gate
 from iman.models.registry import ModelEntry, register
 
@@ -360,69 +363,61 @@ def _npz_mapping(model: TransUNet) -> list[tuple[str, Tensor, str, Callable[[Ten
     return out
 
 
-def load_r50_vit_npz(
-    model: TransUNet, weights: str | Path | dict[str, Any]
-) -> dict[str, list[str]]:
+def load_r50_vit_npz(model: TransUNet, weights: str | Path | dict[str, Any]) -> LoadReport:
     """Copy the official ``R50+ViT-B_16.npz`` tensors into ``model``; return a report.
 
-    The report lists ``loaded`` and ``skipped`` (with the reason) npz keys. The root conv
-    is loaded for 3 input channels, summed over RGB for 1, skipped otherwise; position
-    embeddings drop the class token and are resized to the model's grid.
+    ``missing``: mapped npz keys absent from the file; ``mismatched``: shape mismatches;
+    ``unexpected``: file keys with no target. The RGB root conv is adapted to the model's
+    input channels (:func:`~iman.models.blocks.adapt_first_conv`); position embeddings drop
+    the class token and are resized to the model's grid. The decoder is never in the file.
     """
     if isinstance(weights, dict):
         arrays = {k: np.asarray(v) for k, v in weights.items()}
+        source = "<arrays>"
     else:
         with np.load(weights) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    loaded: list[str] = []
-    skipped: list[str] = []
+        source = str(weights)
+    report = LoadReport(source, "R50+ViT-B/16 (TransUNet encoder)")
 
     def put(key: str, param: Tensor, value: Tensor) -> None:
         if value.shape != param.shape:
-            skipped.append(f"{key}: shape {tuple(value.shape)} != {tuple(param.shape)}")
+            report.mismatched.append(f"{key} {tuple(value.shape)} != {tuple(param.shape)}")
             return
         param.copy_(value.to(param.dtype))
-        loaded.append(key)
+        report.loaded.append(key)
+
+    def array(key: str) -> Tensor | None:
+        if key not in arrays:
+            report.missing.append(key)
+            return None
+        return torch.from_numpy(np.ascontiguousarray(arrays[key]))
 
     with torch.no_grad():
         for key, param, _, fn in _npz_mapping(model):
-            if key not in arrays:
-                skipped.append(f"{key}: not in file")
-                continue
-            put(key, param, fn(torch.from_numpy(np.ascontiguousarray(arrays[key]))))
-
-        key = "conv_root/kernel"
-        if key in arrays:
-            kernel = torch.from_numpy(np.ascontiguousarray(arrays[key])).permute(3, 2, 0, 1)
-            cin = model.in_channels
-            if cin == 1 and kernel.shape[1] == 3:
-                put(key, model.resnet.root_conv.weight, kernel.sum(dim=1, keepdim=True))
-            elif cin == kernel.shape[1]:
-                put(key, model.resnet.root_conv.weight, kernel)
-            else:
-                skipped.append(f"{key}: {kernel.shape[1]} input channels, model has {cin}")
-
-        key = "Transformer/posembed_input/pos_embedding"
-        if key in arrays:
-            pe = torch.from_numpy(np.ascontiguousarray(arrays[key]))
+            value = array(key)
+            if value is not None:
+                put(key, param, fn(value))
+        kernel = array("conv_root/kernel")
+        if kernel is not None:
+            kernel = adapt_first_conv(kernel.permute(3, 2, 0, 1), model.in_channels)
+            put("conv_root/kernel", model.resnet.root_conv.weight, kernel)
+        pe = array("Transformer/posembed_input/pos_embedding")
+        if pe is not None:
             n = pe.shape[1]
             if round(n**0.5) ** 2 != n:
                 pe = pe[:, 1:]
             if pe.shape[-1] != model.pos_embed.shape[-1]:
-                skipped.append(f"{key}: width {pe.shape[-1]} != {model.pos_embed.shape[-1]}")
+                report.mismatched.append(f"Transformer/posembed_input/pos_embedding width "
+                                         f"{pe.shape[-1]} != {model.pos_embed.shape[-1]}")
             else:
-                put(key, model.pos_embed, resize_pos_embed(pe.float(), model.grid))
+                put("Transformer/posembed_input/pos_embedding", model.pos_embed,
+                    resize_pos_embed(pe.float(), model.grid))
     used = {k for k, _, _, _ in _npz_mapping(model)}
     used |= {"conv_root/kernel", "Transformer/posembed_input/pos_embedding"}
-    unused = sorted(k for k in arrays if k not in used)
-    report = {"loaded": loaded, "skipped": skipped, "unused": unused}
+    report.unexpected = sorted(k for k in arrays if k not in used)
     model.load_report = report
-    log.info(
-        "TransUNet weights: %d tensors loaded, %d skipped, %d unused in file",
-        len(loaded),
-        len(skipped),
-        len(unused),
-    )
+    log.info("%s", report.text())
     return report
 
 
@@ -432,7 +427,7 @@ def build_transunet(
     """Registry constructor: channels of all consumed modalities, optional npz weights."""
     model = TransUNet(sum(in_channels.values()), img_size, **kwargs)
     if weights:
-        load_r50_vit_npz(model, weights)
+        load_r50_vit_npz(model, weights).check()
     return model
 
 
@@ -472,5 +467,6 @@ register(
         paper_input={"in_channels": {"us": 3}, "img_size": 224},
         description="TransUNet R50-ViT-B/16; IMAN's backbone, margin gates the 3 CNN skips",
         family="framework",
+        load_weights=load_r50_vit_npz,
     )
 )
