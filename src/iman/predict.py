@@ -2,8 +2,12 @@
 
 For loop 0..L each branch predicts with its node's best checkpoint; from loop 1 on it gets
 the margins the MMG made from its source branch's loop l−1 predictions *of these cases*
-(never from ground truth). Written per case: both modalities' masks at the original size,
-the margins each branch received in the reported loop, and overlay PNGs.
+(never from ground truth). Written per case, all at the original (cropped) size of the
+modality: both modalities' masks, the margins each branch received in the reported loop, and
+overlay PNGs of the original image (US; CEUS: the cached middle frame) with the mask's contours
+(magenta) and the received margin band's outline (cyan). ``predictions.json`` records the
+experiment, the cases, the reported loops and every written size (``sizes_hw``: modality →
+case → [H, W]).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -25,6 +30,9 @@ from iman.experiments import (
     parse_name,
 )
 from iman.paths import Paths, case_file
+
+if TYPE_CHECKING:
+    from iman.data.ingest import CaseSource
 
 __all__ = ["PredictError", "predict_cases"]
 
@@ -64,12 +72,50 @@ def _ingest_new(layout: str, sheet: Path, work: Path, size: int) -> pd.DataFrame
         raise PredictError(str(err)) from None
 
 
-def _overlay(image: np.ndarray, mask: np.ndarray, out: Path) -> None:
+MASK_BGR = (255, 0, 255)
+"""Contour colour of the predicted mask in the overlays (magenta, as in the figures)."""
+MARGIN_BGR = (255, 255, 0)
+"""Outline colour of the received margin band (margin >= 0.5) in the overlays (cyan)."""
+
+
+def _thickness(shape: tuple[int, ...]) -> int:
+    """Overlay line width for an image of ``shape``: one pixel per 200 of its short side."""
+    return max(1, round(min(shape[:2]) / 200))
+
+
+def _overlay(image: np.ndarray, mask: np.ndarray, margin: np.ndarray | None, out: Path) -> None:
+    """Grey ``image`` with the 0/1 ``mask``'s contours and the ``margin`` band outlined.
+
+    All three share the image's (original) size; the mask contours are drawn last, on top.
+    An all-or-nothing margin band (no boundary to show) is not outlined.
+    """
+    if mask.shape != image.shape or (margin is not None and margin.shape != image.shape):
+        raise ValueError(f"overlay parts differ in size: image {image.shape}, mask {mask.shape}"
+                         f", margin {None if margin is None else margin.shape}")
     rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
-                                   cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(rgb, contours, -1, (255, 0, 255), 1)
+    width = _thickness(image.shape)
+    if margin is not None:
+        band = (margin >= 0.5).astype(np.uint8)
+        if 0 < band.sum() < band.size:
+            contours, _ = cv2.findContours(band, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(rgb, contours, -1, MARGIN_BGR, width)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(rgb, contours, -1, MASK_BGR, width)
     cv2.imwrite(str(out), rgb)
+
+
+def _case_sources(layout: str, sheet: Path) -> dict[str, CaseSource]:
+    """Case id → where its files are (and their crops), as the ingest read them."""
+    from iman.data.ingest import read_case_sheet, scan_iman_public
+
+    sources, _ = (read_case_sheet if layout == "sheet" else scan_iman_public)(sheet)
+    return {s.case_id: s for s in sources}
+
+
+def _to_size(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A working-size float map bilinearly resized to ``size`` (H, W), float32."""
+    return cv2.resize(np.asarray(array, np.float32), (size[1], size[0]),
+                      interpolation=cv2.INTER_LINEAR)
 
 
 def _predict_node(ckpt: Path, cache: Path, cases: list[str], modality: str, spec: Spec,
@@ -79,11 +125,11 @@ def _predict_node(ckpt: Path, cache: Path, cases: list[str], modality: str, spec
     from iman.models import get_entry
     from iman.train import build_from_checkpoint, predict_probs
 
-    model, _ = build_from_checkpoint(ckpt, device)
+    model, state = build_from_checkpoint(ckpt, device)
     frames_file = cache.parent / "frames.json"
     frames_file.write_text(json.dumps(frames))
     data = load_cases(cache, cases, get_entry(spec.method).consumed(modality), modality,
-                      frames_file, margins)
+                      frames_file, margins, state["config"].get("norm", "grey"))
     return dict(zip(cases, predict_probs(model, data, device)))
 
 
@@ -132,35 +178,55 @@ def predict_cases(results: Path, experiment: str, sheet: Path, out: Path,
             received[node] = margins
             preds[node] = _predict_node(_node_ckpt(results, node.run, m, loop), cache, cases,
                                         m, spec, frames, margins, device)
-    _write(out, manifest, cache, spec, summary, preds, received)
-    shutil.rmtree(work / "cache", ignore_errors=True)
+    try:
+        _write(out, manifest, _case_sources(layout, sheet), spec, summary, preds, received)
+    finally:
+        shutil.rmtree(work / "cache", ignore_errors=True)
     return cases
 
 
-def _write(out: Path, manifest: pd.DataFrame, cache: Path, spec: Spec, summary: dict,
-           preds: dict, received: dict) -> None:
+def _write(out: Path, manifest: pd.DataFrame, sources: dict[str, CaseSource], spec: Spec,
+           summary: dict, preds: dict, received: dict) -> None:
+    """Masks, received margins and overlays of every case at the original size; the JSON.
+
+    An original image that can no longer be read (or changed size) is one `PredictError`
+    listing every such case and file, raised after the other outputs and before the JSON.
+    """
+    from iman.data.ingest import DatasetError, Problem, read_original
+
     out.mkdir(parents=True, exist_ok=True)
+    sizes: dict[str, dict[str, list[int]]] = {m: {} for m in branch_modalities(spec)}
+    problems: list[Problem] = []
     for r in manifest.itertuples():
         case = str(r.case_id)
-        with np.load(case_file(cache, case)) as npz:
-            for m in branch_modalities(spec):
-                loop = int(summary["branches"][m]["loop"])
-                node = node_for(spec, m, loop)
-                h, w = int(getattr(r, f"{m}_h")), int(getattr(r, f"{m}_w"))
-                prob = cv2.resize(preds[node][case].astype(np.float32), (w, h),
-                                  interpolation=cv2.INTER_LINEAR)
-                mask = (prob >= 0.5).astype(np.uint8)
-                cv2.imwrite(str(out / f"{case}_{m}_mask.png"), mask * 255)
-                margin = received[node]
-                if margin is not None:
-                    cv2.imwrite(str(out / f"{case}_{m}_margin.png"),
-                                np.round(np.asarray(margin[case], np.float32) * 255)
-                                .astype(np.uint8))
-                image = npz["us"] if m == "us" else npz["ceus"][npz["ceus"].shape[0] // 2]
-                image = image if image.ndim == 2 else image[0]
-                small = cv2.resize(mask, image.shape[::-1], interpolation=cv2.INTER_NEAREST)
-                _overlay(image, small, out / f"{case}_{m}_overlay.png")
+        for m in branch_modalities(spec):
+            node = node_for(spec, m, int(summary["branches"][m]["loop"]))
+            size = int(getattr(r, f"{m}_h")), int(getattr(r, f"{m}_w"))
+            mask = (_to_size(preds[node][case], size) >= 0.5).astype(np.uint8)
+            cv2.imwrite(str(out / f"{case}_{m}_mask.png"), mask * 255)
+            margin = None if received[node] is None else _to_size(received[node][case], size)
+            if margin is not None:
+                cv2.imwrite(str(out / f"{case}_{m}_margin.png"),
+                            np.round(np.clip(margin, 0.0, 1.0) * 255).astype(np.uint8))
+            sizes[m][case] = list(size)
+            try:  # the cache holds frame n_frames // 2 of the decoded stack at that index
+                image = read_original(sources[case], m, int(r.n_frames) // 2)
+            except DatasetError as err:
+                problems += err.problems
+                continue
+            if image.shape != size:
+                src = sources[case]
+                problems.append(Problem(case, str(src.us_image if m == "us" else src.ceus),
+                                        f"{image.shape[0]}x{image.shape[1]} now, "
+                                        f"{size[0]}x{size[1]} at ingest"))
+                continue
+            _overlay(image, mask, margin, out / f"{case}_{m}_overlay.png")
+    if problems:
+        raise PredictError(f"{len(problems)} problem(s) reading the original images for the "
+                           "overlays (those overlays and predictions.json not written):\n"
+                           + "\n".join(f"  - {p}" for p in problems))
     (out / "predictions.json").write_text(json.dumps(
         {"experiment": summary["experiment"], "cases": list(manifest["case_id"].astype(str)),
-         "loops": {m: summary["branches"][m]["loop"] for m in branch_modalities(spec)}},
+         "loops": {m: summary["branches"][m]["loop"] for m in branch_modalities(spec)},
+         "sizes_hw": sizes},
         indent=1))

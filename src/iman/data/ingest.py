@@ -56,6 +56,7 @@ __all__ = [
     "ingest",
     "main_ingest",
     "read_case_sheet",
+    "read_original",
     "scan_iman_public",
 ]
 
@@ -650,6 +651,63 @@ def _ceus_stack(
             f"{_fmt(plan.raw_size)}: {', '.join(odd)}"
         )
     return np.stack(stack), notes
+
+
+def _nth_video_frame(src: CaseSource, index: int) -> np.ndarray:
+    """Decoded frame `index` of the case's CEUS video (grey luma, as in the cache)."""
+    frames = iter_video_frames(src.ceus)
+    try:
+        for k, grey in enumerate(frames):
+            if k == index:
+                return grey
+    except ReadError as exc:
+        raise _CaseError(src.ceus, str(exc)) from exc
+    finally:
+        frames.close()
+    raise _CaseError(src.ceus, f"video has no decodable frame {index}")
+
+
+def _original_ceus(src: CaseSource, frame: int | None, col: _Collector) -> np.ndarray | None:
+    """CEUS frame `frame` (default the middle) at the majority size, cropped; see read_original."""
+    plan = _plan_ceus(src, 1, col)
+    if plan is None:
+        return None
+    index = plan.n_frames // 2 if frame is None else frame
+    if index < 0 or (plan.frames is not None and index >= plan.n_frames):
+        raise _CaseError(src.ceus, f"no frame {index} (0-based) in {plan.n_frames} frame(s)")
+    if plan.frames is not None:
+        path = plan.frames[index]
+        try:
+            grey = to_grey(read_image(path), luminance=True)[0]
+        except ReadError as exc:
+            raise _CaseError(path, str(exc)) from exc
+    else:
+        grey = _nth_video_frame(src, index)
+    if grey.shape != plan.raw_size:
+        grey = cv2.resize(grey, plan.raw_size[::-1], interpolation=cv2.INTER_AREA)
+    return _cut(grey, None if plan.size == plan.raw_size else src.ceus_crop)
+
+
+def read_original(src: CaseSource, modality: str, frame: int | None = None) -> np.ndarray:
+    """A case's US image or CEUS frame at its original (cropped) size, uint8 grey (H, W).
+
+    Decoded, made grey, size-normalised and cropped exactly as the ingest does before it
+    resizes to the working size, so ``cv2.resize(..., (S, S), interpolation=cv2.INTER_AREA)``
+    gives the cached ``us`` (grey US cache) or ``ceus[frame]``. `frame` is the 0-based CEUS
+    frame (the cache's index; default the middle one, ``n // 2`` of the frames counted by the
+    cheap pass); it is ignored for ``us``. Raises `DatasetError` naming the case and the file.
+    """
+    if modality not in ("us", "ceus"):
+        raise ValueError(f"modality must be 'us' or 'ceus', got {modality!r}")
+    col = _Collector(src.case_id, src.base)
+    if modality == "us":
+        loaded = col.run(lambda: _load_image(src.us_image, src.us_crop, "us_crop"))
+        image = None if loaded is None else to_grey(loaded[0])[0]
+    else:
+        image = col.run(lambda: _original_ceus(src, frame, col))
+    if image is None or col.problems:
+        raise DatasetError(col.problems)
+    return image
 
 
 def _build_case(
