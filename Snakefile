@@ -4,6 +4,8 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
 from iman.config import DEMO_CONFIG, ConfigError, resolve_config
+from iman.experiments import used_models
+from iman.weights import WeightsError, check_available
 
 min_version("9.0")
 
@@ -19,6 +21,13 @@ except ConfigError as err:  # the problem list alone, no traceback in front of i
     raise WorkflowError(str(err)) from None
 config.clear()
 config.update(_resolved)
+
+# Pretrained weights come from the cache (`iman weights fetch`), never from the network: a
+# run that needs a missing file stops here, before any job, naming every missing file.
+try:
+    check_available(config["model"], used_models(config))
+except WeightsError as err:
+    raise WorkflowError(str(err)) from None
 
 
 include: "workflow/rules/common.smk"

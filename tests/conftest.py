@@ -14,11 +14,13 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 def snakemake(workdir: Path, *args: str, config: str = "config/smoke.yaml",
-              check: bool = True, timeout: float = 1800) -> subprocess.CompletedProcess:
-    """Run the project's Snakefile with ``workdir`` as working directory."""
+              check: bool = True, timeout: float = 1800,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the project's Snakefile with ``workdir`` as working directory (``env`` added to
+    the environment)."""
     cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
            "--cores", "2", *args, "--configfile", str(ROOT / config)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-6000:]}")

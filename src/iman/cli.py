@@ -5,6 +5,9 @@
     iman phantom --out DIR          write the synthetic US-CEUS dataset (sheet layout)
     iman ingest --layout ... --root ... --out ...   validate + cache a dataset
     iman predict --results results --experiment NAME --sheet cases.csv --out DIR
+    iman weights list [--check]     pretrained files of the paper protocol, cache status
+    iman weights fetch [METHOD ...] download into the cache, verify the checksum, record
+    iman weights verify FILE --method M [--variant V]   load into the model, report keys
 """
 
 from __future__ import annotations
@@ -81,6 +84,59 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights(args: argparse.Namespace) -> int:
+    from iman import weights as w
+
+    try:
+        if args.action == "list":
+            return _weights_list(args.check)
+        if args.action == "fetch":
+            files = w.files_for(args.methods, every=args.all)
+            for f, path, how in w.fetch(files, progress=not args.quiet):
+                print(f"{how:<8} {path}  ({', '.join(f.models)})")
+            return 0
+        report = w.verify(Path(args.file), args.method, args.variant)
+    except w.WeightsError as err:
+        print(f"iman weights: {err}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, RuntimeError, KeyError) as err:  # unreadable / not weights
+        print(f"iman weights verify: {args.file}: cannot load as {args.method} weights: "
+              f"{err}", file=sys.stderr)
+        return 2
+    print(report.text(limit=20))
+    if not report.ok:
+        print(f"iman weights verify: {args.file} is not a {args.method}/{args.variant} "
+              "weight file", file=sys.stderr)
+        return 1
+    print(f"OK: {args.file} fits {args.method}/{args.variant}")
+    return 0
+
+
+def _weights_list(check: bool) -> int:
+    from iman import weights as w
+
+    directory = w.cache_dir()
+    manifest = w.read_manifest(directory)
+    print(f"weights cache: {directory}  (IMAN_WEIGHTS_DIR)\n")
+    bad = 0
+    for f in w.catalog().values():
+        path = directory / f.filename
+        status = "cached" if path.is_file() else "missing"
+        if check and path.is_file():
+            problem = w.check_file(f, path, manifest)
+            status = "corrupt" if problem else "verified"
+            bad += bool(problem)
+        digest = manifest.get(f.filename, {}).get("sha256") or (
+            f"{f.sha256} ({f.digest_kind})" if f.sha256 else "unknown (recorded at fetch)")
+        size = f"~{f.size_mb:g} MB" if f.size_mb else "size unknown"
+        print(f"{f.filename}  [{status}]\n  for:    {', '.join(f.models)}\n"
+              f"  origin: {f.origin}\n  url:    {f.url}\n  size:   {size}\n"
+              f"  sha256: {digest}\n  fills:  {f.fills}\n  format: {f.format}\n")
+    print("Trained from scratch (no ImageNet file): every other method; "
+          "model.weights can name a whole-model state dict for any method.")
+    return 1 if bad else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``iman`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -111,8 +167,22 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--sheet", required=True, help="case sheet (or iman_public root) of new cases")
     r.add_argument("--layout", default="sheet", choices=["sheet", "iman_public"])
     r.add_argument("--out", required=True)
+    w = sub.add_parser("weights", help="pretrained weight files: list, fetch, verify")
+    wsub = w.add_subparsers(dest="action", required=True)
+    wl = wsub.add_parser("list", help="what the paper protocol expects; cache status")
+    wl.add_argument("--check", action="store_true", help="hash every cached file")
+    wf = wsub.add_parser("fetch", help="download into the cache ($IMAN_WEIGHTS_DIR), verified")
+    wf.add_argument("methods", nargs="*", metavar="METHOD[/VARIANT]",
+                    help="default: the files of every paper variant")
+    wf.add_argument("--all", action="store_true", help="every file of the catalogue")
+    wf.add_argument("--quiet", action="store_true", help="no progress bar")
+    wv = wsub.add_parser("verify", help="load FILE into a method's model and report its keys")
+    wv.add_argument("file")
+    wv.add_argument("--method", required=True)
+    wv.add_argument("--variant", default="paper")
     args = parser.parse_args(argv)
-    commands = {"config": _config, "models": _models, "phantom": _phantom, "predict": _predict}
+    commands = {"config": _config, "models": _models, "phantom": _phantom, "predict": _predict,
+                "weights": _weights}
     return commands[args.command](args)
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "source_modality",
     "table_comparisons",
     "table_specs",
+    "used_models",
 ]
 
 MODALITIES = ("us", "ceus")
@@ -303,6 +304,12 @@ def all_table_nodes(cfg: dict[str, Any]) -> list[Node]:
                     for loop in range(n.loop + 1):
                         nodes[node_for(spec, n.modality, loop)] = None
     return list(nodes)
+
+
+def used_models(cfg: dict[str, Any]) -> set[tuple[str, str]]:
+    """(method, variant) of every network any configured table trains."""
+    return {(spec.method, spec.variant) for table in TABLES
+            for _, specs in table_specs(cfg, table) for spec in specs}
 
 
 def row_label(labels: dict[str, Any]) -> str:

@@ -34,17 +34,21 @@ def node_protocol(cfg: dict[str, Any], node: Node) -> dict[str, Any]:
     """
     from iman.config import method_train
     from iman.models import get_entry
+    from iman.weights import resolve
 
     spec = parse_name(node.run)
     entry = get_entry(spec.method)
-    in_channels = {m: (1 if m == "us" else int(spec.T or 1)) for m in entry.consumed(node.modality)}
+    init = resolve(cfg["model"], spec.method, spec.variant)
+    rgb = 3 if init.norm == "imagenet" else 1  # ImageNet input: every grey channel → RGB
+    in_channels = {m: rgb * (1 if m == "us" else int(spec.T or 1))
+                   for m in entry.consumed(node.modality)}
     t = method_train(cfg, spec.method)
     lr = t["lr"] * t["loop_lr_decay"] ** node.loop
     return {
         "model": spec.method, "variant": spec.variant, "in_channels": in_channels,
         "img_size": cfg["data"]["size"],
         "injection": spec.injection if entry.gates_skips else "input_channel",
-        "weights": cfg["model"]["weights"].get(spec.method),
+        "weights": init.path, "norm": init.norm,
         "max_epochs": t["max_epochs"], "min_epochs": t["min_epochs"],
         "batch_size": t["batch_size"], "lr": lr, "min_lr": min(t["min_lr"], lr),
         "weight_decay": t["weight_decay"], "patience": t["patience"],
@@ -90,7 +94,7 @@ def train_node(protocol: dict[str, Any], node: Node, cache_dir: Path, splits_fil
     split = read_split(splits_file, fold)
     margins = load_margins(margins_file)
     load = lambda ids: load_cases(cache_dir, ids, inputs, node.modality, frames_file,  # noqa: E731
-                                  margins)
+                                  margins, tcfg.norm)
     trainer = Trainer(tcfg, load(split["train"]), load(split["val"]), out_dir, init_weights)
     clock["setup"], t0 = time.perf_counter() - t0, time.perf_counter()
     summary = trainer.fit(progress=progress)

@@ -74,7 +74,7 @@ def table(name: str, rows: Sequence[tuple[dict[str, Any], Sequence[str]]],
     """One paper table from its rows (labels, experiment names), their summaries, per-case
     rows (``per_case:<exp>``) and the table's paired comparisons (``stats``)."""
     from iman.experiments import row_label
-    from iman.tables import add_significance, build_table, write_table
+    from iman.tables import add_significance, build_table, init_note, write_table
 
     loaded = {exp: json.loads(Path(files[exp]).read_text()) for _, exps in rows for exp in exps}
     df = build_table(name, [(dict(lab), [loaded[e] for e in exps]) for lab, exps in rows])
@@ -83,7 +83,8 @@ def table(name: str, rows: Sequence[tuple[dict[str, Any], Sequence[str]]],
     separation = add_significance(
         df, [row_label(dict(lab)) for lab, _ in rows],
         [[per_case[e] for e in exps] for _, exps in rows], pd.read_csv(files["stats"]))
-    write_table(name, df, out_stem, separation)
+    init = init_note([(row_label(dict(lab)), [loaded[e] for e in exps]) for lab, exps in rows])
+    write_table(name, df, out_stem, separation, init)
 
 
 STAT_METRICS = {"std_dsc": "DSC", "std_hd_mm": "HD (mm)"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -341,19 +342,43 @@ def legend(separation: dict[str, float] | None) -> str:
     return text
 
 
+def init_note(rows: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> str:
+    """How the rows' networks were initialised, read from their summaries' node records.
+
+    ``rows``: (row label, its experiment summaries). Each node's recorded protocol names its
+    pretrained file (or none); rows are grouped by the files they started from.
+    """
+    groups: dict[str, list[str]] = {}
+    for label, summaries in rows:
+        files = sorted({Path(rec["protocol"]["weights"]).name if rec["protocol"].get("weights")
+                        else "" for s in summaries
+                        for rec in s.get("provenance", {}).values() if "protocol" in rec})
+        key = " + ".join(f for f in files if f) or ""
+        if "" in files and key:
+            key += " (some branches random)"
+        groups.setdefault(key, []).append(label)
+    if list(groups) == [""]:
+        return "Initialisation: every network trained from random initialisation."
+    parts = [f"{', '.join(labels)} from {key}" for key, labels in groups.items() if key]
+    if "" in groups:
+        parts.append(f"{', '.join(groups[''])} from random initialisation")
+    return "Initialisation: " + "; ".join(parts) + "."
+
+
 def write_table(table: str, df: pd.DataFrame, out_stem: Path,
-                separation: dict[str, float] | None = None) -> list[Path]:
+                separation: dict[str, float] | None = None, init: str = "") -> list[Path]:
     """Write ``{stem}.csv`` and, for both metric families, ``.md``, ``.tex`` and ``.html``.
 
     ``separation`` (:func:`add_significance`): bold only where the best differs from the
-    runner-up; without it the best mean is bold.
+    runner-up; without it the best mean is bold. ``init`` (:func:`init_note`) follows the
+    legend.
     """
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     csv, md, tex, page = (out_stem.with_suffix(s) for s in (".csv", ".md", ".tex", ".html"))
     df.to_csv(csv, index=False)
     standard = _display(df, STANDARD, separation)
     compatible = _display(df, COMPATIBLE, separation)
-    note = legend(separation)
+    note = " ".join(t for t in (legend(separation), init) if t)
     md.write_text("\n\n".join([f"### {TITLES[table]}",
                                 CAPTIONS["standard"], _markdown(*standard),
                                 CAPTIONS["compatible"], _markdown(*compatible), note, ""]),

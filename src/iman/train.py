@@ -63,6 +63,7 @@ class TrainConfig:
     img_size: int
     injection: str = "gate_skips"
     weights: str | None = None
+    norm: str = "grey"
     max_epochs: int = 300
     min_epochs: int = 1
     batch_size: int = 16
@@ -127,8 +128,11 @@ class Trainer:
         seed_everything(cfg.seed)
         if self.device == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
+        # a warm start (loop >= 1) overwrites every tensor: the pretrained file is read once,
+        # at loop 0 (it stays in the protocol and the inputs, so a new file still retrains)
+        pretrained = cfg.weights if init_weights is None else None
         self.model = build_model(cfg.model, cfg.in_channels, cfg.img_size, cfg.variant,
-                                 cfg.injection, cfg.weights).to(self.device)
+                                 cfg.injection, pretrained).to(self.device)
         if init_weights is not None:
             state = torch.load(init_weights, map_location=self.device, weights_only=False)
             self.model.load_state_dict(state["model"])
@@ -171,7 +175,8 @@ class Trainer:
         data, n, total = self.train_data, len(self.train_data.case_ids), 0.0
         for idx in _batches(torch.randperm(n, generator=self.gen), self.cfg.batch_size):
             m = data.margin[idx] if data.margin is not None else None
-            x, y, m = augment_batch(data.x[idx], data.y[idx], m, self.aug, self.gen)
+            x, y, m = augment_batch(data.x[idx], data.y[idx], m, self.aug, self.gen,
+                                    data.black)
             x, y = x.to(self.device), y.to(self.device)
             m = m.to(self.device) if m is not None else None
             with torch.autocast("cuda", dtype=torch.bfloat16,

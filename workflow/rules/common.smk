@@ -22,6 +22,7 @@ from iman.experiments import (
 from iman.paths import Paths
 from iman.pipeline import node_protocol
 from iman.steps import node_key
+from iman.weights import resolve as resolve_weights
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -87,7 +88,7 @@ def get_train_inputs(wildcards) -> dict[str, str]:
     inputs = {"manifest": P.manifest, "cache": P.cache_dir, "splits": P.splits}
     if spec.T is not None:
         inputs["frames"] = P.frames(spec.T, spec.step, spec.strategy)
-    weights = config["model"]["weights"].get(spec.method)
+    weights = resolve_weights(config["model"], spec.method, spec.variant).path
     if weights:
         inputs["weights"] = weights
     if node.loop >= 1:

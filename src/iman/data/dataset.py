@@ -19,9 +19,16 @@ from torch import Tensor
 
 from iman.paths import case_file
 
-__all__ = ["Augment", "CaseArrays", "augment_batch", "load_cases", "load_margins"]
+__all__ = ["NORMS", "Augment", "CaseArrays", "augment_batch", "load_cases", "load_margins",
+           "normalise"]
 
-MEAN, STD = 0.5, 0.25  # fixed grey-level normalisation of every channel
+MEAN, STD = 0.5, 0.25  # the demo's own grey-level normalisation of every channel
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+NORMS = ("grey", "imagenet")
+"""Input normalisations: ``grey`` = (v − 0.5) / 0.25 per channel (random init); ``imagenet``
+= every grey channel repeated to RGB and normalised with ImageNet statistics (pretrained
+encoders; the channel count triples)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,24 @@ class CaseArrays:
     x: Tensor
     y: Tensor
     margin: Tensor | None
+    black: Tensor | float = -MEAN / STD
+    """The normalised value of a black pixel per channel (augmentation pads with it)."""
+
+
+def normalise(x: np.ndarray, norm: str) -> tuple[Tensor, Tensor | float]:
+    """``(N, C, S, S)`` grey levels in [0, 1] → normalised tensor and its black value.
+
+    ``imagenet`` repeats each grey channel to RGB (``C`` → ``3C``, frame by frame).
+    """
+    t = torch.from_numpy(x)
+    if norm == "grey":
+        return (t - MEAN) / STD, -MEAN / STD
+    if norm != "imagenet":
+        raise ValueError(f"unknown normalisation {norm!r}; one of {NORMS}")
+    mean = torch.tensor(IMAGENET_MEAN).repeat(x.shape[1])[None, :, None, None]
+    std = torch.tensor(IMAGENET_STD).repeat(x.shape[1])[None, :, None, None]
+    rgb = t.repeat_interleave(3, dim=1)
+    return (rgb - mean) / std, (-mean / std)[0, :, 0, 0]
 
 
 def _channels(npz: np.lib.npyio.NpzFile, modality: str, frames: list[int] | None) -> np.ndarray:
@@ -53,7 +78,8 @@ def _channels(npz: np.lib.npyio.NpzFile, modality: str, frames: list[int] | None
 
 
 def load_cases(cache_dir: Path, case_ids: list[str], inputs: tuple[str, ...], target: str,
-               frames_file: Path | None, margins: dict[str, np.ndarray] | None) -> CaseArrays:
+               frames_file: Path | None, margins: dict[str, np.ndarray] | None,
+               norm: str = "grey") -> CaseArrays:
     """Read the cached cases into normalised tensors (inputs concatenated in order)."""
     frames = json.loads(frames_file.read_text()) if frames_file else {}
     xs, ys, ms = [], [], []
@@ -64,9 +90,9 @@ def load_cases(cache_dir: Path, case_ids: list[str], inputs: tuple[str, ...], ta
             ys.append(npz[f"{target}_mask"][None].astype(np.float32))
         if margins is not None:
             ms.append(np.asarray(margins[case], np.float32)[None])
-    x = (torch.from_numpy(np.stack(xs)) - MEAN) / STD
+    x, black = normalise(np.stack(xs), norm)
     margin = torch.from_numpy(np.stack(ms)) if margins is not None else None
-    return CaseArrays(list(case_ids), x, torch.from_numpy(np.stack(ys)), margin)
+    return CaseArrays(list(case_ids), x, torch.from_numpy(np.stack(ys)), margin, black)
 
 
 def load_margins(path: Path | None) -> dict[str, np.ndarray] | None:
@@ -92,11 +118,13 @@ def _affine(n: int, aug: Augment, gen: torch.Generator) -> Tensor:
 
 
 def augment_batch(x: Tensor, y: Tensor, margin: Tensor | None, aug: Augment,
-                  gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Apply one draw per sample to image, mask and margin alike."""
+                  gen: torch.Generator, black: Tensor | float = -MEAN / STD,
+                  ) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Apply one draw per sample to image, mask and margin alike (image padded with black)."""
     mat = _affine(x.shape[0], aug, gen).to(x.device, x.dtype)
     grid = F.affine_grid(mat, list(x.shape), align_corners=False)
-    black = -MEAN / STD  # pad the image with black, not mid-grey
+    if isinstance(black, Tensor):
+        black = black.to(x.device, x.dtype)[None, :, None, None]
     parts = [x - black, y] + ([margin] if margin is not None else [])
     sizes = [p.shape[1] for p in parts]
     out = F.grid_sample(torch.cat(parts, 1), grid, mode="bilinear", padding_mode="zeros",
