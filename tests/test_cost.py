@@ -160,3 +160,27 @@ def test_benchmark_written_by_snakemake(tmp_path: Path) -> None:
     assert row["wall_seconds"] >= 2.0
     assert row["max_rss_mb"] >= 150.0
     assert (row["device"], row["epochs"], row["train_seconds"]) == ("cpu", 1, 0.9)
+
+
+def test_estimate_scales_measured_rates_to_the_planned_jobs() -> None:
+    from iman.cost import estimate_hours
+    from iman.experiments import Node
+
+    unet = "unet.demo__gate__-__none__-__-__seed0"
+    fpn = "fpn.demo__gate__-__none__-__-__seed0"
+    cost = pd.DataFrame([
+        # 2 epochs in 4 s + 10 s overhead; 3 epochs in 9 s + 6 s overhead → 13/5 s per epoch
+        {"run": unet, "modality": "us", "loop": 0, "wall_seconds": 14.0, "epochs": 2,
+         "train_seconds": 4.0},
+        {"run": unet, "modality": "us", "loop": 1, "wall_seconds": 15.0, "epochs": 3,
+         "train_seconds": 9.0},
+        {"run": "TOTAL", "modality": "", "loop": None, "wall_seconds": 29.0, "epochs": 5,
+         "train_seconds": 13.0},
+    ])
+    planned = [Node(unet, "us", loop) for loop in range(4)] + [Node(fpn, "us", 0)]
+    est = estimate_hours(cost, planned, epochs=100).set_index("method")
+    assert est.loc["unet", "planned_jobs"] == 4 and est.loc["unet", "measured_jobs"] == 2
+    assert est.loc["unet", "s_per_epoch"] == pytest.approx(13 / 5)
+    assert est.loc["unet", "overhead_s"] == pytest.approx(8.0)
+    assert est.loc["unet", "hours"] == pytest.approx(4 * (8 + 2.6 * 100) / 3600)
+    assert est.loc["fpn", "measured_jobs"] == 0 and pd.isna(est.loc["fpn", "hours"])

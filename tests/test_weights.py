@@ -192,6 +192,12 @@ def test_the_protocol_follows_the_weights(site: tuple[Path, dict[str, Path]]) ->
     assert ceus["in_channels"] == {"ceus": 3 * spec.T}
     off = node_protocol(_demo_cfg(pretrained=False), node_for(spec, "us", 0))
     assert off["weights"] is None and off["norm"] == "grey" and off["in_channels"] == {"us": 1}
+    # a method without an ImageNet file: the switch does not touch it (nothing reruns)
+    cfg_dc = {**cfg, "tables": {**cfg["tables"], "table1": {"methods": ["dcnet"]}}}
+    dc = node_for(table_specs(cfg_dc, "table1")[0][1][0], "us", 0)
+    assert dc.run.startswith("dcnet.")
+    assert node_protocol(cfg_dc, dc) == node_protocol({**cfg_dc, "model": {
+        **cfg_dc["model"], "pretrained": False}}, dc)
     mine = cache.parent / "mine.pth"
     shutil.copy(files["resnet18"], mine)
     explicit = node_protocol(_demo_cfg(pretrained=False, weights={"unet": str(mine)}),

@@ -5,6 +5,7 @@
     iman phantom --out DIR          write the synthetic US-CEUS dataset (sheet layout)
     iman ingest --layout ... --root ... --out ...   validate + cache a dataset
     iman predict --results results --experiment NAME --sheet cases.csv --out DIR
+    iman estimate --cost cost.csv --configfile paper.yaml [--epochs N]   device hours
     iman weights list [--check]     pretrained files of the paper protocol, cache status
     iman weights fetch [METHOD ...] download into the cache, verify the checksum, record
     iman weights verify FILE --method M [--variant V]   load into the model, report keys
@@ -81,6 +82,30 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"iman predict: {err}", file=sys.stderr)
         return 2
     print(f"wrote predictions for {len(out)} cases to {args.out}")
+    return 0
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    import pandas as pd
+    from snakemake.cli import parse_config
+
+    from iman.config import ConfigError, resolve_config
+    from iman.cost import estimate_hours
+    from iman.experiments import all_table_nodes
+
+    try:
+        cfg = resolve_config(args.configfile, parse_config(args.config or []))
+    except (ConfigError, ValueError) as err:
+        print(f"iman estimate: {err}", file=sys.stderr)
+        return 2
+    epochs = args.epochs or cfg["train"]["max_epochs"]
+    table = estimate_hours(pd.read_csv(args.cost), all_table_nodes(cfg), epochs)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    unknown = table[table["measured_jobs"] == 0]
+    print(f"\n{len(table['planned_jobs'])} groups, {int(table['planned_jobs'].sum())} training "
+          f"jobs at {epochs} epochs each: {table['hours'].sum():.1f} device hours"
+          + (f" (+ {int(unknown['planned_jobs'].sum())} jobs of groups the reduced run did not "
+             "train)" if len(unknown) else ""))
     return 0
 
 
@@ -167,6 +192,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--sheet", required=True, help="case sheet (or iman_public root) of new cases")
     r.add_argument("--layout", default="sheet", choices=["sheet", "iman_public"])
     r.add_argument("--out", required=True)
+    e = sub.add_parser("estimate", help="device hours of a planned run from a reduced run's "
+                       "cost.csv", description="Per method, variant and modality: seconds per "
+                       "epoch and per-job overhead of the reduced run, times the planned run's "
+                       "training jobs at --epochs epochs (default its max_epochs: an upper "
+                       "bound; early stopping ends most jobs sooner).")
+    e.add_argument("--cost", required=True, help="results/tables/cost.csv of the reduced run")
+    e.add_argument("--configfile", nargs="+", required=True, metavar="FILE",
+                   help="config file(s) of the planned run")
+    e.add_argument("--config", nargs="+", action="extend", metavar="KEY=VALUE")
+    e.add_argument("--epochs", type=float, help="expected epochs per job")
     w = sub.add_parser("weights", help="pretrained weight files: list, fetch, verify")
     wsub = w.add_subparsers(dest="action", required=True)
     wl = wsub.add_parser("list", help="what the paper protocol expects; cache status")
@@ -182,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     wv.add_argument("--variant", default="paper")
     args = parser.parse_args(argv)
     commands = {"config": _config, "models": _models, "phantom": _phantom, "predict": _predict,
-                "weights": _weights}
+                "weights": _weights, "estimate": _estimate}
     return commands[args.command](args)
 
 

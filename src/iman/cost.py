@@ -17,7 +17,7 @@ import pandas as pd
 
 from iman.paths import parse_node
 
-__all__ = ["COLUMNS", "collect_costs", "node_key", "write_cost_table"]
+__all__ = ["COLUMNS", "collect_costs", "estimate_hours", "node_key", "write_cost_table"]
 
 #: columns of the table returned by :func:`collect_costs`
 COLUMNS = ["run", "modality", "loop", "wall_seconds", "max_rss_mb", "device", "epochs",
@@ -104,3 +104,42 @@ def write_cost_table(df: pd.DataFrame, out_csv: Path) -> float:
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(out_csv, index=False, float_format="%.3f")
     return total
+
+
+def estimate_hours(cost: pd.DataFrame, nodes: list, epochs: float) -> pd.DataFrame:
+    """Device hours of a planned run from the ``cost.csv`` of a reduced one.
+
+    Per (method, variant, modality): the reduced run's seconds per epoch (Σ epoch seconds /
+    Σ epochs) and per-job overhead (mean of wall − epoch seconds) times the planned
+    ``nodes`` (:func:`iman.experiments.all_table_nodes`) at ``epochs`` epochs each. Groups
+    the reduced run did not train have NaN rates (listed, not guessed). Run the reduced run
+    on the same kind of device, variants and image size as the planned one.
+    """
+    from iman.experiments import parse_name
+
+    def key(run: str, modality: str) -> tuple[str, str, str]:
+        spec = parse_name(run)
+        return spec.method, spec.variant, modality
+
+    measured = cost[cost["run"] != "TOTAL"].dropna(subset=["wall_seconds", "train_seconds"])
+    measured = measured.assign(group=[key(r, m) for r, m in zip(measured["run"],
+                                                                  measured["modality"])])
+    rates: dict[tuple[str, str, str], tuple[float, float, int]] = {}
+    for k, g in measured.groupby("group"):
+        epochs_run = float(pd.to_numeric(g["epochs"]).sum())
+        per_epoch = float(g["train_seconds"].sum()) / epochs_run if epochs_run else float("nan")
+        overhead = float((g["wall_seconds"] - g["train_seconds"]).clip(lower=0).mean())
+        rates[k] = (per_epoch, overhead, len(g))
+    planned: dict[tuple[str, str, str], int] = {}
+    for n in nodes:
+        k = key(n.run, n.modality)
+        planned[k] = planned.get(k, 0) + 1
+    rows = []
+    for (method, variant, modality), count in sorted(planned.items()):
+        per_epoch, overhead, measured_jobs = rates.get((method, variant, modality),
+                                                      (float("nan"), float("nan"), 0))
+        hours = count * (overhead + per_epoch * epochs) / 3600
+        rows.append({"method": method, "variant": variant, "modality": modality,
+                     "planned_jobs": count, "measured_jobs": measured_jobs,
+                     "s_per_epoch": per_epoch, "overhead_s": overhead, "hours": hours})
+    return pd.DataFrame(rows)
