@@ -5,6 +5,7 @@ no traceback in front of it, and the job fails; Snakemake's ``show-failed-logs``
 default workflow profile) then prints it on the console. Anything else keeps its traceback.
 """
 
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -13,8 +14,14 @@ from typing import Any
 USER_ERRORS = ("DatasetError", "ConfigError", "PredictError", "ReadError")
 
 
-def run_logged(log_path: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call ``func(*args, **kwargs)`` with stdout/stderr appended to ``log_path``."""
+def run_logged(log_path: str, func: Callable[..., Any], *args: Any, fast_exit: bool = False,
+               **kwargs: Any) -> Any:
+    """Call ``func(*args, **kwargs)`` with stdout/stderr appended to ``log_path``.
+
+    ``fast_exit``: after success, flush the log and end the process at once (``os._exit``),
+    skipping the interpreter's teardown of torch (about 0.4 s per training job); every
+    output file is closed by then.
+    """
     fh = open(log_path, "w", buffering=1)  # noqa: SIM115 - lives for the process
     sys.stdout = sys.stderr = fh
     try:
@@ -27,4 +34,7 @@ def run_logged(log_path: str, func: Callable[..., Any], *args: Any, **kwargs: An
         fh.flush()
         raise SystemExit(1) from None
     print("done")
+    if fast_exit:
+        fh.flush()
+        os._exit(0)
     return result

@@ -16,5 +16,5 @@ run_logged(
     init_weights=Path(inp.init) if hasattr(inp, "init") else None,
     margins_file=Path(inp.margins) if hasattr(inp, "margins") else None,
     margins_threshold=sm.params.margins_threshold,
-    threads=sm.threads,
+    threads=sm.threads, fast_exit=True,
 )
