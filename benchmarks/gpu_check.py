@@ -59,10 +59,12 @@ def _discs(n: int, size: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def iman_inference(device: str, variant: str, size: int, cases: int, frames: int) -> float:
     """ms per case for one IMAN loop step: US + CEUS branch forward and the MMG both ways."""
-    us = build_model("transunet", {"us": 1}, size, variant, "gate_skips").to(device).eval()
-    ce = build_model("transunet", {"ceus": frames}, size, variant, "gate_skips").to(device).eval()
-    x_us = torch.randn(cases, 1, size, size, device=device)
-    x_ce = torch.randn(cases, frames, size, size, device=device)
+    # the paper protocol's ImageNet input: grey repeated to RGB (US 3, CEUS 3 x frames)
+    us = build_model("transunet", {"us": 3}, size, variant, "gate_skips").to(device).eval()
+    ce = build_model("transunet", {"ceus": 3 * frames}, size, variant,
+                     "gate_skips").to(device).eval()
+    x_us = torch.randn(cases, 3, size, size, device=device)
+    x_ce = torch.randn(cases, 3 * frames, size, size, device=device)
     sizes = {f"C{i:03d}": (560, 460) for i in range(cases)}
     times = []
     for rep in range(3):
@@ -128,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             "|---|---|---|---|---|---|---|"]
     failures = []
     for amp in (False, True) if device == "cuda" else (False,):  # autocast is CUDA-only
-        sec, share = bench("transunet", variant, size, device, batch, steps, 5, amp=amp)
+        # CEUS branch, 5 frames x RGB (the paper protocol's ImageNet input)
+        sec, share = bench("transunet", variant, size, device, batch, steps, 15, amp=amp)
         if not np.isfinite(sec):
             failures.append(f"training step amp={amp}")
         label = "bf16 autocast" if amp and device == "cuda" else "fp32"
