@@ -81,18 +81,6 @@ class TrainConfig:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def deterministic_algorithms() -> None:
-    """``torch.use_deterministic_algorithms(True, warn_only=True)`` without its import of
-    the inductor's config (about 1.3 s of every training job; nothing here is compiled, so
-    the inductor's own flag has no effect). Falls back to the public call when the private
-    setter is absent or the inductor is already loaded."""
-    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
-    if setter is None or "torch._inductor.config" in sys.modules:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    else:
-        setter(True, warn_only=True)
-
-
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (all devices)."""
     random.seed(seed)
@@ -139,7 +127,7 @@ class Trainer:
         torch.set_num_threads(max(1, cfg.threads))
         seed_everything(cfg.seed)
         if self.device == "cpu":
-            deterministic_algorithms()
+            torch.use_deterministic_algorithms(True, warn_only=True)
         # a warm start (loop >= 1) overwrites every tensor: the pretrained file is read once,
         # at loop 0 (it stays in the protocol and the inputs, so a new file still retrains)
         pretrained = cfg.weights if init_weights is None else None
