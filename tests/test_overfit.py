@@ -37,7 +37,7 @@ DEMO = resolve_config([DEMO_CONFIG])
 KNOWN = {
     ("deeplabv3", "us"): "0.226: output stride 8 (8x8 map at 64 px) cannot draw ~7 px lesions",
     ("deeplabv3", "ceus"): "0.119: output stride 8, as for US (close to the target)",
-    ("swinunet", "us"): "0.648: patch-4 tokens, windows of 7, no warm-up; learns slowly at 64 px",
+    ("swinunet", "us"): "0.648: patch-4 tokens, windows of 4, no warm-up; learns slowly at 64 px",
     ("swinunet", "ceus"): "0.115: as for US, close to the target",
     ("aaunet", "us"): "0.255: still falling after 300 steps (val DSC 0.66 in the default run)",
     ("ggnet", "us"): "0.353: its other loss terms still sum to ~2.6 after 300 steps",
