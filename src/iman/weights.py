@@ -20,6 +20,7 @@ Importing this module does not import torch.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -31,7 +32,7 @@ from typing import Any
 import yaml
 
 __all__ = ["CATALOG_PATH", "WeightFile", "WeightsError", "cache_dir", "catalog",
-           "check_available", "expected_file", "fetch", "init_label", "resolve", "sha256sum"]
+           "check_available", "expected_file", "fetch", "resolve", "sha256sum"]
 
 CATALOG_PATH = Path(__file__).parent / "resources" / "weights.yaml"
 MANIFEST = "weights.json"
@@ -64,8 +65,22 @@ class WeightFile:
 
 
 def catalog() -> dict[str, WeightFile]:
-    """The catalogue (``$IMAN_WEIGHTS_CATALOG`` or the packaged ``weights.yaml``)."""
+    """The catalogue (``$IMAN_WEIGHTS_CATALOG`` or the packaged ``weights.yaml``).
+
+    Parsed once per file version: the workflow resolves every training job's weights at
+    DAG build, thousands of calls for the paper sweep.
+    """
     path = Path(os.environ.get("IMAN_WEIGHTS_CATALOG") or CATALOG_PATH)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError as err:
+        raise WeightsError(f"weights catalogue {path} is unreadable: {err}") from None
+    return dict(_parse_catalog(path, mtime))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_catalog(path: Path, mtime_ns: int) -> dict[str, WeightFile]:
+    """The catalogue file at one modification time (``mtime_ns`` keys the cache)."""
     try:
         raw = yaml.safe_load(path.read_text())["files"]
     except (OSError, KeyError, TypeError, yaml.YAMLError) as err:
@@ -272,9 +287,3 @@ def verify(path: Path, method: str, variant: str = "paper") -> Any:
     if entry.load_weights is not None:
         return entry.load_weights(model, str(path))
     return load_report(model, read_state_file(path), str(path), f"{method} (whole model)")
-
-
-def init_label(protocol: Mapping[str, Any]) -> str:
-    """How a trained node was initialised, from its recorded protocol (for the tables)."""
-    weights = protocol.get("weights")
-    return Path(weights).name if weights else "random init"
