@@ -120,10 +120,11 @@ def _weights(args: argparse.Namespace) -> int:
             for f, path, how in w.fetch(files, progress=not args.quiet):
                 print(f"{how:<8} {path}  ({', '.join(f.models)})")
             return 0
-        report = w.verify(Path(args.file), args.method, args.variant)
     except w.WeightsError as err:
         print(f"iman weights: {err}", file=sys.stderr)
         return 2
+    try:
+        report = w.verify(Path(args.file), args.method, args.variant)
     except (OSError, ValueError, RuntimeError, KeyError) as err:  # unreadable / not weights
         print(f"iman weights verify: {args.file}: cannot load as {args.method} weights: "
               f"{err}", file=sys.stderr)

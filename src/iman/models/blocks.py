@@ -131,18 +131,18 @@ def load_report(model: nn.Module, state: Mapping[str, Tensor], source: str, what
     if first_conv is not None and first_conv in state and first_conv in own:
         state[first_conv] = adapt_first_conv(state[first_conv], own[first_conv].shape[1])
     report = LoadReport(source, what)
-    update = {}
+    update, bad = {}, set()
     for key, value in state.items():
         if key not in own:
             report.unexpected.append(key)
         elif own[key].shape != value.shape:
+            bad.add(key)
             report.mismatched.append(f"{key} {tuple(value.shape)} != {tuple(own[key].shape)}")
         else:
             update[key] = value
             report.loaded.append(key)
-    report.missing = [k for k in own if k not in update and k.startswith(required)
-                      and not k.endswith("num_batches_tracked")
-                      and not any(m.startswith(k + " ") for m in report.mismatched)]
+    report.missing = [k for k in own if k not in update and k not in bad
+                      and k.startswith(required) and not k.endswith("num_batches_tracked")]
     model.load_state_dict(update, strict=False)
     return report
 
