@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from iman.experiments import Node, parse_name
 from iman.paths import case_file
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["evaluate_node", "make_margins_node", "node_protocol", "read_split", "train_config",
            "train_node"]
@@ -121,6 +123,8 @@ def train_node(protocol: dict[str, Any], node: Node, cache_dir: Path, splits_fil
 def make_margins_node(pred_file: Path, manifest_file: Path, modality: str, kernel: int,
                       filt: str, threshold: float, out_file: Path) -> None:
     """MMG on one node's predictions of every case → margins npz (working resolution)."""
+    import pandas as pd
+
     from iman.mmg import make_margins, original_sizes
 
     sizes = original_sizes(pd.read_csv(manifest_file, dtype={"case_id": str}), modality)
@@ -135,6 +139,8 @@ def make_margins_node(pred_file: Path, manifest_file: Path, modality: str, kerne
 def evaluate_node(pred_file: Path, cache_dir: Path, splits_file: Path, modality: str,
                   fold: int, out_csv: Path) -> pd.DataFrame:
     """Per-case metrics (both families) for the val and test cases of one node."""
+    import pandas as pd
+
     from iman.metrics import case_metrics
 
     split = read_split(splits_file, fold)
