@@ -33,3 +33,16 @@ def test_gpu_check_refuses_cuda_without_a_gpu(tmp_path: Path) -> None:
                            "--out", str(tmp_path / "x.md")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "no CUDA device" in proc.stderr
+
+
+def test_job_startup_prints_one_row_per_method_with_its_imports() -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "job_startup.py"),
+                           "--methods", "transunet", "unet", "--repeats", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[1:]}
+    assert rows["transunet"][-1] == "-"  # a torch-only method imports nothing heavy
+    assert "torchvision," in rows["unet"]  # smp pulls in torchvision (and dynamo with it)
+    for row in rows.values():
+        process, _, epoch, overhead = map(float, row[1:5])
+        assert 0 < epoch < process and overhead == pytest.approx(process - epoch, abs=0.02)
