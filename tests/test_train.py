@@ -160,4 +160,3 @@ def test_a_finished_run_whose_outputs_were_deleted_restores_them_from_resume(
     assert len(pd.read_csv(tmp_path / "history.csv")) == 3
     assert after["epoch"] == before["epoch"]
     assert all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
-

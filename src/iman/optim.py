@@ -101,8 +101,7 @@ class AdamW:
 
     def state_dict(self) -> dict[str, Any]:
         """State in ``torch.optim.AdamW``'s layout (parameters by index)."""
-        group = {k: v for k, v in self.param_groups[0].items()}
-        group["params"] = list(range(len(self.params)))
+        group = {**self.param_groups[0], "params": list(range(len(self.params)))}
         return {"state": {i: dict(s) for i, s in self.state.items()}, "param_groups": [group]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
