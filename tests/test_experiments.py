@@ -66,12 +66,14 @@ def test_routing_and_warm_start() -> None:
     iman = Spec("unet", "demo", routing="cross", mmg_us=(75, "gaussian"),
                 mmg_ceus=(100, "mean"), loops=2)
     us2 = node_for(iman, "us", 2)
-    src, setting = margin_source(us2)
-    assert src == node_for(iman, "ceus", 1) and setting == (75, "gaussian")
+    source = margin_source(us2)
+    assert source is not None and source.kind == "pred"
+    assert source.node == node_for(iman, "ceus", 1) and source.setting == (75, "gaussian")
     assert parent_node(us2) == node_for(iman, "us", 1)
     selfish = replace(iman, routing="self")
-    src, setting = margin_source(node_for(selfish, "ceus", 1))
-    assert src == node_for(selfish, "ceus", 0) and setting == (100, "mean")
+    source = margin_source(node_for(selfish, "ceus", 1))
+    assert source is not None and source.modality == "ceus"
+    assert source.node == node_for(selfish, "ceus", 0) and source.setting == (100, "mean")
 
 
 def test_experiment_nodes_choose_among_loops_1_to_L() -> None:

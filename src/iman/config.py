@@ -110,6 +110,9 @@ def _semantic_problems(cfg: dict[str, Any]) -> list[str]:
     if cfg["split"]["folds"] == 2:
         problems.append("config key 'split.folds': 2 leaves no training cases (fold i tests, "
                         "fold i+1 validates, the rest trains): use 1 (hold-out) or >= 3")
+    if cfg["split"]["sizes"] and (cfg["split"]["folds"] >= 2 or cfg["split"]["use_source_split"]):
+        problems.append("config key 'split.sizes': fixed train/val sizes apply to the hold-out "
+                        "split only (not with split.folds >= 2 or split.use_source_split)")
     if cfg["split"]["folds"] >= 2 and cfg["split"]["use_source_split"]:
         problems.append("config key 'split.folds': k-fold cross-validation and "
                         "split.use_source_split exclude each other")

@@ -25,6 +25,7 @@ from iman.models import get_entry
 
 __all__ = [
     "MODALITIES",
+    "MarginSource",
     "Node",
     "Spec",
     "all_table_nodes",
@@ -48,7 +49,15 @@ __all__ = [
 ]
 
 MODALITIES = ("us", "ceus")
-ROUTINGS = ("none", "self", "cross")
+ROUTINGS = ("none", "self", "cross", "oracle", "mismatch")
+"""Where a branch's margins come from in loops >= 1: none (the epoch-matched control), its own
+predictions (self), the other modality's predictions (cross, IMAN), and two diagnostics that
+are table rows, never methods: the other modality's ground truth (oracle, an upper bound) and
+the other modality's predictions for a different patient (mismatch, a negative control)."""
+FROM_OTHER = ("cross", "oracle", "mismatch")
+"""Routings whose margins come from the other modality."""
+DIAGNOSTIC = ("oracle", "mismatch")
+"""Routings that are controls: never used by ``iman predict``."""
 _INJ = {"gate_skips": "gate", "input_channel": "chan"}
 _FILTERS = ("none", "mean", "gaussian")
 _STRATEGIES = {"middle": "mid", "keyframes": "key"}
@@ -74,6 +83,21 @@ class Spec:
     def mmg(self, modality: str) -> tuple[int, str] | None:
         """MMG setting of the margins fed to ``modality``'s branch."""
         return self.mmg_us if modality == "us" else self.mmg_ceus
+
+
+@dataclass(frozen=True)
+class MarginSource:
+    """What a node's margins are made from (:func:`margin_source`).
+
+    ``kind``: ``pred`` (the MMG on ``node``'s predictions), ``oracle`` (the MMG on the
+    ground-truth ``modality`` masks; ``node`` is None) or ``mismatch`` (``node``'s margins,
+    each case given another patient's, :func:`iman.margins.derange`).
+    """
+
+    kind: str
+    modality: str
+    setting: tuple[int, str]
+    node: Node | None = None
 
 
 @dataclass(frozen=True)
@@ -142,8 +166,8 @@ def parse_name(name: str) -> Spec:
 
 
 def source_modality(spec: Spec, modality: str) -> str:
-    """Which branch's predictions make the margins ``modality`` receives."""
-    if spec.routing == "cross":
+    """Which modality makes the margins ``modality`` receives."""
+    if spec.routing in FROM_OTHER:
         return "ceus" if modality == "us" else "us"
     return modality
 
@@ -151,7 +175,7 @@ def source_modality(spec: Spec, modality: str) -> str:
 def _consumes_ceus(spec: Spec, modality: str, loop: int) -> bool:
     if modality == "ceus" or "ceus" in get_entry(spec.method).consumed(modality):
         return True
-    return spec.routing == "cross" and loop >= 1
+    return spec.routing in FROM_OTHER and loop >= 1
 
 
 def node_for(spec: Spec, modality: str, loop: int) -> Node:
@@ -173,10 +197,12 @@ def parent_node(node: Node) -> Node:
     return node_for(parse_name(node.run), node.modality, node.loop - 1)
 
 
-def margin_source(node: Node) -> tuple[Node, tuple[int, str]] | None:
-    """The node whose predictions give ``node``'s margins and the MMG setting to apply.
+def margin_source(node: Node) -> MarginSource | None:
+    """What ``node``'s margins are made from and the MMG setting to apply.
 
     None for loop 0 and for the margin-free control (routing ``none`` continued in loops).
+    Predicted margins (self, cross, mismatch) come from the source branch's loop ``l − 1``;
+    oracle margins from the other modality's ground truth, the same in every loop.
     """
     spec = parse_name(node.run)
     if node.loop == 0 or spec.routing == "none":
@@ -185,7 +211,10 @@ def margin_source(node: Node) -> tuple[Node, tuple[int, str]] | None:
     if setting is None:
         raise ValueError(f"{node.run}: no MMG setting for {node.modality}")
     src = source_modality(spec, node.modality)
-    return node_for(spec, src, node.loop - 1), setting
+    if spec.routing == "oracle":
+        return MarginSource("oracle", src, setting)
+    kind = "mismatch" if spec.routing == "mismatch" else "pred"
+    return MarginSource(kind, src, setting, node_for(spec, src, node.loop - 1))
 
 
 def branch_modalities(spec: Spec) -> tuple[str, ...]:
@@ -232,13 +261,18 @@ def _base(cfg: dict[str, Any], method: str, run: Run, T: int | None = None) -> S
                 seed=run[0], fold=run[1])
 
 
-def _ablation_rows(cfg: dict[str, Any], backbone: str, run: Run,
-                   control: bool = False) -> list[tuple[dict, Spec]]:
-    """Baseline, MMG, MMG+ITP, IMAN; with ``control`` also the epoch-matched control.
+def _ablation_rows(cfg: dict[str, Any], backbone: str, run: Run, control: bool = False,
+                   oracle: bool = False, mismatched: bool = False) -> list[tuple[dict, Spec]]:
+    """Baseline, MMG, MMG+ITP, IMAN; with ``control`` also the epoch-matched control, with
+    ``oracle`` / ``mismatched`` the two diagnostic IMAN rows after IMAN.
 
     The control (``mmg=0, itp=1``) is the baseline continued for L loops with the same warm
     starts and LR restarts but no margins: it has the epochs of the looped rows, so comparing
-    it with them separates "margins help" from "more training helps".
+    it with them separates "margins help" from "more training helps". The oracle row
+    (``modal_fusion=oracle``) runs IMAN's loops on margins made from the other modality's
+    ground truth, in training and test (can margins help at all?); the mismatched row
+    (``modal_fusion=mismatched``) on another patient's predicted margins (does a gain come
+    from the pairing?).
     """
     base = _base(cfg, backbone, run)
     us, ceus, L = _setting(cfg["mmg"]["us"]), _setting(cfg["mmg"]["ceus"]), cfg["iman"]["loops"]
@@ -251,6 +285,13 @@ def _ablation_rows(cfg: dict[str, Any], backbone: str, run: Run,
     ]
     if control:
         rows.insert(1, ({"mmg": 0, "itp": 1, "modal_fusion": 0}, replace(base, loops=L)))
+    fused = rows[-1][1]
+    if oracle:
+        rows.append(({"mmg": 1, "itp": 1, "modal_fusion": "oracle"},
+                     replace(fused, routing="oracle")))
+    if mismatched:
+        rows.append(({"mmg": 1, "itp": 1, "modal_fusion": "mismatched"},
+                     replace(fused, routing="mismatch")))
     return rows
 
 
@@ -266,7 +307,9 @@ def table_specs(cfg: dict[str, Any], table: str) -> list[tuple[dict[str, Any], l
         rows.append(({"method": "iman"},
                      [_ablation_rows(cfg, backbone, r)[-1][1] for r in runs]))
     elif table == "table2":
-        per_run = [_ablation_rows(cfg, backbone, r, t["table2"]["control"]) for r in runs]
+        t2 = t["table2"]
+        per_run = [_ablation_rows(cfg, backbone, r, t2["control"], t2["oracle"],
+                                  t2["mismatched"]) for r in runs]
         for i, (labels, _) in enumerate(per_run[0]):
             rows.append((labels, [pr[i][1] for pr in per_run]))
     elif table == "table3":
@@ -322,9 +365,10 @@ def table_comparisons(cfg: dict[str, Any], table: str
     """Paired comparisons of a table: (row, reference row, row experiments, reference
     experiments), one experiment per seed (docs/statistics.md).
 
-    Table I: every method vs IMAN; Tables II, IV, V: every row vs its backbone's baseline row;
-    Table II also MMG+ITP vs the epoch-matched control and IMAN vs MMG+ITP; Table III: each
-    frame count vs T = 1 (when configured).
+    Table I: every method vs IMAN; Tables II, IV, V: every row vs its backbone's baseline row
+    (the table's reference row, always the first comparison of a row); Table II also MMG+ITP
+    vs the epoch-matched control, IMAN vs MMG+ITP, and IMAN vs the oracle and vs the mismatched
+    control; Table III: each frame count vs T = 1 (when configured).
     """
     rows = [(labels, [experiment_name(s) for s in specs])
             for labels, specs in table_specs(cfg, table)]
@@ -360,6 +404,10 @@ def table_comparisons(cfg: dict[str, Any], table: str
                     add(itp, control)
                 if fused and itp:
                     add(fused, itp)
+                for kind in ("oracle", "mismatched"):
+                    diag = find(group, modal_fusion=kind)
+                    if diag and fused:
+                        add(fused, diag)
     return out
 
 
@@ -376,6 +424,9 @@ def curve_specs(cfg: dict[str, Any], table: str) -> list[tuple[str, Spec]]:
         if spec.loops:
             tag = ("control (no margins)" if spec.routing == "none"
                    else "MMG" if spec.loops == 1
-                   else "IMAN" if spec.routing == "cross" else "MMG+ITP")
+                   else "IMAN" if spec.routing == "cross"
+                   else "oracle margins (control)" if spec.routing == "oracle"
+                   else "mismatched pairs (control)" if spec.routing == "mismatch"
+                   else "MMG+ITP")
             out.append((f"{labels.get('backbone', spec.method)} {tag}", spec))
     return out

@@ -501,6 +501,11 @@ def _setting_labels(df: pd.DataFrame) -> list[str]:
     if all(f in df.columns for f, _ in flags):
         labels = []
         for _, row in df.iterrows():
+            control = str(row["modal_fusion"])
+            if control in ("oracle", "mismatched"):  # the diagnostic rows (not methods)
+                labels.append("control: oracle margins" if control == "oracle"
+                              else "control: mismatched pairs")
+                continue
             on = [name for f, name in flags if _num(row[f]) == 1]
             if on == ["ITP"]:
                 labels.append("control: loops, no margins")

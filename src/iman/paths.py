@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from iman.experiments import Node
+from iman.experiments import MarginSource, Node
 
 __all__ = ["Paths", "case_file", "parse_node"]
 
@@ -77,6 +77,28 @@ class Paths:
     def margins(self, node: Node, kernel: int | str, filt: str) -> str:
         """Margins made from ``node``'s predictions with one MMG setting."""
         return self.node_file(node, self.margins_name(kernel, filt))
+
+    def mismatched_margins(self, node: Node, kernel: int | str, filt: str) -> str:
+        """``node``'s margins with each case given another patient's (mismatched control)."""
+        return self.node_file(node, f"mismatched_k{kernel}_{filt}.npz")
+
+    def mismatch_donors(self, node: Node, kernel: int | str, filt: str) -> str:
+        """Case → donor case map of :meth:`mismatched_margins`."""
+        return self.node_file(node, f"mismatched_k{kernel}_{filt}_donors.json")
+
+    def oracle_margins(self, modality: str, kernel: int | str, filt: str) -> str:
+        """Margins made from the ground-truth ``modality`` masks (oracle control)."""
+        return f"{self.data_dir}/oracle_margins/{modality}_k{kernel}_{filt}.npz"
+
+    def margins_of(self, source: MarginSource) -> str:
+        """The margins file a node reads (:func:`iman.experiments.margin_source`)."""
+        k, f = source.setting
+        if source.kind == "oracle":
+            return self.oracle_margins(source.modality, k, f)
+        assert source.node is not None
+        if source.kind == "mismatch":
+            return self.mismatched_margins(source.node, k, f)
+        return self.margins(source.node, k, f)
 
     # ---- experiments, tables, figures ------------------------------------------------
     def experiment_dir(self, experiment: str) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from iman.experiments import (
+    DIAGNOSTIC,
     Node,
     Spec,
     branch_modalities,
@@ -50,6 +51,13 @@ def _check(results: Path, experiment: str) -> tuple[Spec, dict]:
         spec = parse_name(experiment)
     except (ValueError, KeyError) as err:
         raise PredictError(f"{experiment!r} is not an experiment name ({err})") from None
+    if spec.routing in DIAGNOSTIC:
+        what = ("ground-truth margins" if spec.routing == "oracle"
+                else "another patient's margins")
+        raise PredictError(
+            f"{experiment!r} is a diagnostic control (margin routing {spec.routing!r}: {what}), "
+            "a table row and never a method: predict with a method's experiment (IMAN's "
+            "routing is 'cross')")
     summary_file = Path(Paths(str(results)).summary(experiment))
     missing = [str(_node_ckpt(results, n.run, n.modality, n.loop))
                for loop in range((spec.loops or 0) + 1) for m in branch_modalities(spec)
@@ -172,7 +180,7 @@ def predict_cases(results: Path, experiment: str, sheet: Path, out: Path,
             margins = None
             source = margin_source(node)
             if source is not None:
-                src, (k, f) = source
+                (k, f), src = source.setting, source.node
                 margins = make_margins(preds[src], original_sizes(manifest, src.modality), k, f,
                                        threshold, device)
             received[node] = margins

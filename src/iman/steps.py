@@ -29,12 +29,13 @@ def node_key(node: Node, kind: str) -> str:
 
 
 def split_cases(manifest: Path, out: Path, ratios: Sequence[float], seed: int, folds: int,
-                use_source_split: bool) -> None:
+                use_source_split: bool, sizes: Mapping[str, int] | None = None) -> None:
     """Patient-grouped split(s) → splits.json."""
     from iman.data.split import write_splits
 
     df = pd.read_csv(manifest, dtype={"case_id": str, "patient_id": str})
-    write_splits(df, out, list(ratios), seed, folds, use_source_split)
+    write_splits(df, out, list(ratios), seed, folds, use_source_split,
+                 dict(sizes) if sizes else None)
 
 
 def frame_picks(manifest: Path, cache_dir: Path, out: Path, strategy: str, T: int,

@@ -95,8 +95,7 @@ def get_train_inputs(wildcards) -> dict[str, str]:
         inputs["init"] = P.node_file(parent_node(node), "best.pt")
     source = margin_source(node)
     if source is not None:
-        src, (k, f) = source
-        inputs["margins"] = P.margins(src, k, f)
+        inputs["margins"] = P.margins_of(source)
     return inputs
 
 
@@ -108,6 +107,11 @@ def get_train_protocol(wildcards) -> dict:
 def get_node_fold(wildcards) -> int:
     """The split fold a node trains and is evaluated on (0: the hold-out split)."""
     return parse_name(wildcards.run).fold or 0
+
+
+def get_mismatch_seed(wildcards) -> int:
+    """Seed of the mismatched-pairs derangement: the source node's run seed."""
+    return parse_name(wildcards.run).seed
 
 
 def get_margins_threshold(wildcards) -> float | None:
@@ -208,8 +212,7 @@ def get_pathway_inputs(wildcards) -> dict[str, str]:
             files[node_key(node, "pred")] = P.node_file(node, "pred.npz")
             source = margin_source(node)
             if source is not None:
-                src, (k, f) = source
-                files[node_key(node, "margin")] = P.margins(src, k, f)
+                files[node_key(node, "margin")] = P.margins_of(source)
     return files
 
 

@@ -42,6 +42,7 @@ rule split:
         P.splits,
     params:
         ratios=config["split"]["ratios"],
+        sizes=config["split"]["sizes"],
         seed=config["split"]["seed"],
         folds=config["split"]["folds"],
         use_source_split=config["split"]["use_source_split"],

@@ -1,7 +1,9 @@
 # Training nodes (run, modality, loop) and the margins made from their predictions.
 # Loop l >= 1 warm-starts from loop l-1 of its branch and reads the margins its source
 # branch made in loop l-1 (self: itself; cross: the other modality; none, the epoch-matched
-# control: no margins). Inference over every case happens at the end of the training job
+# control: no margins). Two diagnostic routings (Table II controls, never methods): oracle
+# reads margins made from the other modality's ground truth, mismatch the other modality's
+# margins of a different patient. Inference over every case happens at the end of the training job
 # (pred.npz), so the margin rule is CPU-only. The node's whole training protocol is a param
 # and a local weight file an input: changing either retrains the node and its downstream.
 
@@ -53,3 +55,48 @@ rule margins:
         ENV
     script:
         "../scripts/margins.py"
+
+
+rule mismatched_margins:
+    input:
+        margins=P.margins(NODE, "{kernel}", "{filter}"),
+        manifest=P.manifest,
+        splits=P.splits,
+    output:
+        margins=P.mismatched_margins(NODE, "{kernel}", "{filter}"),
+        donors=P.mismatch_donors(NODE, "{kernel}", "{filter}"),
+    params:
+        fold=get_node_fold,
+        seed=get_mismatch_seed,
+    log:
+        P.log("margins", "{run}", "{modality}", "loop{loop}_k{kernel}_{filter}_mismatched"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    localrule: True
+    conda:
+        ENV
+    script:
+        "../scripts/mismatched_margins.py"
+
+
+rule oracle_margins:
+    input:
+        manifest=P.manifest,
+        cache=P.cache_dir,
+    output:
+        P.oracle_margins("{modality}", "{kernel}", "{filter}"),
+    params:
+        threshold=config["mmg"]["threshold"],
+    log:
+        P.log("margins", "oracle", "{modality}_k{kernel}_{filter}"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    localrule: True
+    conda:
+        ENV
+    script:
+        "../scripts/oracle_margins.py"

@@ -8,4 +8,5 @@ from iman.steps import split_cases
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], split_cases, Path(sm.input.manifest), Path(sm.output[0]),
-           sm.params.ratios, sm.params.seed, sm.params.folds, sm.params.use_source_split)
+           sm.params.ratios, sm.params.seed, sm.params.folds, sm.params.use_source_split,
+           sm.params.sizes)

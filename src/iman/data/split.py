@@ -1,7 +1,10 @@
 """Patient-grouped, seeded train/val/test splits persisted as ``splits.json``.
 
 No patient ever appears in two subsets. Patients are shuffled with the seed and assigned
-greedily so each subset's *case* count lands within one case of its target ratio.
+greedily so each subset's *case* count lands within one case of its target: a ratio of the
+cases, or (``sizes``) a fixed number of training and validation cases with every other case
+tested. Fixed sizes keep the training cost of a run constant while more cases are added to
+its test set (test cases cost inference only; docs/statistics.md).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["kfold_split", "make_split", "split_from_source", "write_splits"]
+__all__ = ["cross_patient_derangement", "kfold_split", "make_split", "split_from_source",
+           "split_targets", "write_splits"]
 
 SUBSETS = ("train", "val", "test")
 
@@ -38,12 +42,27 @@ def _assign(groups: dict[str, list[str]], targets: list[float], seed: int) -> li
     return [sorted(b) for b in bins]
 
 
-def make_split(manifest: pd.DataFrame, ratios: list[float], seed: int) -> dict[str, list[str]]:
-    """One grouped split with ``ratios`` (normalised) of the cases."""
+def split_targets(n_cases: int, ratios: list[float],
+                  sizes: dict[str, int] | None = None) -> list[float]:
+    """Target case counts (train, val, test): ``sizes`` (train and val; the rest is tested)
+    when given, else ``ratios`` (normalised) of ``n_cases``."""
+    if sizes:
+        rest = n_cases - sizes["train"] - sizes["val"]
+        if rest < 1:
+            raise ValueError(f"split.sizes: train {sizes['train']} + val {sizes['val']} leaves "
+                             f"{rest} of the {n_cases} cases to test (need >= 1)")
+        return [float(sizes["train"]), float(sizes["val"]), float(rest)]
+    r = np.asarray(ratios, float) / float(np.sum(ratios))
+    return list(r * n_cases)
+
+
+def make_split(manifest: pd.DataFrame, ratios: list[float], seed: int,
+               sizes: dict[str, int] | None = None) -> dict[str, list[str]]:
+    """One grouped split: ``ratios`` (normalised) of the cases, or ``sizes`` (train and val
+    case counts, the rest tested)."""
     groups = _groups(manifest)
     n = sum(len(c) for c in groups.values())
-    r = np.asarray(ratios, float) / float(np.sum(ratios))
-    train, val, test = _assign(groups, list(r * n), seed)
+    train, val, test = _assign(groups, split_targets(n, ratios, sizes), seed)
     return {"train": train, "val": val, "test": test}
 
 
@@ -72,7 +91,8 @@ def split_from_source(manifest: pd.DataFrame, val_ratio: float, seed: int) -> di
 
 
 def write_splits(manifest: pd.DataFrame, out: Path, ratios: list[float], seed: int,
-                 folds: int = 1, use_source_split: bool = False) -> dict:
+                 folds: int = 1, use_source_split: bool = False,
+                 sizes: dict[str, int] | None = None) -> dict:
     """Compute the split(s) and write ``splits.json``; returns what was written."""
     if use_source_split:
         r = np.asarray(ratios, float)
@@ -80,9 +100,34 @@ def write_splits(manifest: pd.DataFrame, out: Path, ratios: list[float], seed: i
     elif folds > 1:
         chosen = kfold_split(manifest, folds, seed)
     else:
-        chosen = [make_split(manifest, ratios, seed)]
-    payload = {"seed": seed, "ratios": list(ratios), "use_source_split": use_source_split,
-               "folds": chosen}
+        chosen = [make_split(manifest, ratios, seed, sizes)]
+    payload = {"seed": seed, "ratios": list(ratios), "sizes": sizes,
+               "use_source_split": use_source_split, "folds": chosen}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=1))
     return payload
+
+
+def cross_patient_derangement(cases: list[str], patients: dict[str, str],
+                              seed: int) -> dict[str, str]:
+    """A seeded permutation of ``cases`` in which no case keeps a case of its own patient:
+    case → donor case (the mismatched-pairs control).
+
+    Patients are shuffled, their cases laid out contiguously, and every case takes the case
+    ``s`` places further on (cyclically), ``s`` being the largest number of cases of one
+    patient: a bijection that never lands in the same patient's block when there are at least
+    ``2 s`` cases. Fewer cases, or one patient only, cannot be deranged across patients.
+    """
+    groups: dict[str, list[str]] = defaultdict(list)
+    for c in sorted(cases):
+        groups[patients[c]].append(c)
+    s = max((len(g) for g in groups.values()), default=0)
+    if len(groups) < 2 or len(cases) < 2 * s:
+        raise ValueError(f"cannot give each of {len(cases)} cases ({len(groups)} patients) "
+                         "another patient's case: a subset needs at least twice as many cases "
+                         "as its largest patient has")
+    order = sorted(groups)
+    np.random.default_rng(seed).shuffle(order)
+    laid = [c for p in order for c in groups[p]]
+    n = len(laid)
+    return {laid[i]: laid[(i + s) % n] for i in range(n)}
