@@ -4,8 +4,6 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
 from iman.config import DEMO_CONFIG, ConfigError, resolve_config
-from iman.experiments import used_models
-from iman.weights import WeightsError, check_available
 
 min_version("9.0")
 
@@ -22,12 +20,11 @@ except ConfigError as err:  # the problem list alone, no traceback in front of i
 config.clear()
 config.update(_resolved)
 
-# Pretrained weights come from the cache (`iman weights fetch`), never from the network: a
-# run that needs a missing file stops here, before any job, naming every missing file.
-try:
-    check_available(config["model"], used_models(config))
-except WeightsError as err:
-    raise WorkflowError(str(err)) from None
+# Pretrained weights come from the cache (`iman weights fetch`), never from the network.
+# They are checked where they are needed: the first untrained node of the DAG
+# (get_train_inputs, workflow/rules/common.smk) checks every file the run needs (size,
+# format, digest) and stops before any job, listing every fault; targets that train
+# nothing (data, ingest, evaluation of trained nodes) never need them.
 
 
 include: "workflow/rules/common.smk"

@@ -8,7 +8,7 @@
     iman estimate --cost cost.csv --configfile paper.yaml [--epochs N]   device hours
     iman weights list [--check]     pretrained files of the paper protocol, cache status
     iman weights fetch [METHOD ...] download into the cache, verify the checksum, record
-    iman weights verify FILE --method M [--variant V]   load into the model, report keys
+    iman weights verify FILE --method M [--variant V] [--configfile F | --size N --frames T]
 """
 
 from __future__ import annotations
@@ -123,14 +123,42 @@ def _weights(args: argparse.Namespace) -> int:
     except w.WeightsError as err:
         print(f"iman weights: {err}", file=sys.stderr)
         return 2
+    return _weights_verify(args)
+
+
+def _weights_verify(args: argparse.Namespace) -> int:
+    import pickle
+    import zipfile
+
+    from iman import weights as w
+    from iman.models.blocks import UNREADABLE
+
+    size, frames = args.size, args.frames
+    if args.configfile:
+        from snakemake.cli import parse_config
+
+        from iman.config import ConfigError, resolve_config
+
+        try:
+            cfg = resolve_config(args.configfile, parse_config(args.config or []))
+        except (ConfigError, ValueError) as err:
+            print(f"iman weights verify: {err}", file=sys.stderr)
+            return 2
+        size, frames = size or cfg["data"]["size"], frames or cfg["frames"]["T"]
+    path = Path(args.file)
+    problem = w.file_problem(path)  # missing, empty, a web page, a damaged zip
+    if problem:
+        print(f"iman weights verify: {path} {problem}", file=sys.stderr)
+        return 2
     try:
-        report = w.verify(Path(args.file), args.method, args.variant)
-    except (OSError, ValueError, RuntimeError, KeyError) as err:  # unreadable / not weights
+        reports = w.verify(path, args.method, args.variant, size, frames)
+    except (*UNREADABLE, zipfile.BadZipFile, pickle.UnpicklingError, w.WeightsError) as err:
         print(f"iman weights verify: {args.file}: cannot load as {args.method} weights: "
               f"{err}", file=sys.stderr)
         return 2
-    print(report.text(limit=20))
-    if not report.ok:
+    for report in reports:
+        print(report.text(limit=20))
+    if not all(r.ok for r in reports):
         print(f"iman weights verify: {args.file} is not a {args.method}/{args.variant} "
               "weight file", file=sys.stderr)
         return 1
@@ -146,18 +174,34 @@ def _weights_list(check: bool) -> int:
     print(f"weights cache: {directory}  (IMAN_WEIGHTS_DIR)\n")
     bad = 0
     for f in w.catalog().values():
-        path = directory / f.filename
-        status = "cached" if path.is_file() else "missing"
-        if check and path.is_file():
-            problem = w.check_file(f, path, manifest)
-            status = "corrupt" if problem else "verified"
+        source, path = w.cached_source(f, directory)
+        status = "missing"
+        if path.is_file():
+            problem = (w.check_file(f, path, manifest) if check
+                       else w.file_problem(path, source, manifest))
+            status = ("broken: " + problem.removeprefix(f"{path} ")) if problem else (
+                "verified" if check else "cached")
             bad += bool(problem)
-        digest = manifest.get(f.filename, {}).get("sha256") or (
-            f"{f.sha256} ({f.digest_kind})" if f.sha256 else "unknown (recorded at fetch)")
-        size = f"~{f.size_mb:g} MB" if f.size_mb else "size unknown"
-        print(f"{f.filename}  [{status}]\n  for:    {', '.join(f.models)}\n"
-              f"  origin: {f.origin}\n  url:    {f.url}\n  size:   {size}\n"
-              f"  sha256: {digest}\n  fills:  {f.fills}\n  format: {f.format}\n")
+        rec = manifest.get(path.name, {}).get("sha256")
+        print(f"{f.id}  [{status}]\n  for:    {', '.join(f.models)}\n"
+              f"  origin: {f.origin}\n  norm:   {f.norm.text()}\n  fills:  {f.fills}")
+        for i, s in enumerate(f.sources, 1):
+            here = " (in the cache)" if (directory / s.filename).is_file() else ""
+            digest = {"full": f"{s.sha256} (full, published)",
+                      "prefix": f"{s.sha256}... (prefix from the file name, checked)",
+                      "unknown": "unknown: none published; recorded at the first fetch and "
+                      "checked from then on"}[s.digest_kind]
+            size = f"~{s.size_mb:g} MB" if s.size_mb else "size unknown"
+            print(f"  source {i}: {s.filename}{here}\n    url:    {s.url}\n"
+                  f"    layout: {s.layout}, {size}\n    sha256: {digest}")
+            if (directory / s.filename).is_file() and manifest.get(s.filename, {}).get("sha256"):
+                print(f"    recorded: {manifest[s.filename]['sha256']}")
+            if s.note:
+                print(f"    note:   {s.note}")
+        if rec is None and path.is_file():
+            print("  (not recorded in weights.json: placed by hand; `iman weights fetch` "
+                  "records it)")
+        print()
     print("Trained from scratch (no ImageNet file): every other method; "
           "model.weights can name a whole-model state dict for any method.")
     return 1 if bad else 0
@@ -212,10 +256,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="default: the files of every paper variant")
     wf.add_argument("--all", action="store_true", help="every file of the catalogue")
     wf.add_argument("--quiet", action="store_true", help="no progress bar")
-    wv = wsub.add_parser("verify", help="load FILE into a method's model and report its keys")
+    wv = wsub.add_parser("verify", help="load FILE into a method's model(s) and report keys",
+                         description="Builds the method's US and (with --frames or a config) "
+                         "CEUS branch at the run's size, RGB per grey channel, and loads FILE.")
     wv.add_argument("file")
     wv.add_argument("--method", required=True)
     wv.add_argument("--variant", default="paper")
+    wv.add_argument("--size", type=int, help="input size (default: the config's, else the "
+                    "method's paper input)")
+    wv.add_argument("--frames", type=int, help="CEUS frames T (3T channels; default: config)")
+    wv.add_argument("--configfile", nargs="+", action="extend", metavar="FILE",
+                    help="take size and T from this run config (e.g. config/paper.yaml)")
+    wv.add_argument("--config", nargs="+", action="extend", metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     commands = {"config": _config, "models": _models, "phantom": _phantom, "predict": _predict,
                 "weights": _weights, "estimate": _estimate}

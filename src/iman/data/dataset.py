@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,10 +27,18 @@ __all__ = ["NORMS", "Augment", "CaseArrays", "augment_batch", "load_cases", "loa
 MEAN, STD = 0.5, 0.25  # the demo's own grey-level normalisation of every channel
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-NORMS = ("grey", "imagenet")
-"""Input normalisations: ``grey`` = (v − 0.5) / 0.25 per channel (random init); ``imagenet``
-= every grey channel repeated to RGB and normalised with ImageNet statistics (pretrained
-encoders; the channel count triples)."""
+INCEPTION_MEAN = (0.5, 0.5, 0.5)  # inputs in [-1, 1]: ViT / BiT (R50+ViT-B/16, timm's cfg)
+INCEPTION_STD = (0.5, 0.5, 0.5)
+NORMS: dict[str, dict[str, Any]] = {
+    "grey": {"mean": (MEAN,), "std": (STD,), "rgb": False},
+    "imagenet": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "rgb": True},
+    "inception": {"mean": INCEPTION_MEAN, "std": INCEPTION_STD, "rgb": True},
+}
+"""Input normalisations, grey levels first scaled to [0, 1]: ``grey`` = (v − 0.5) / 0.25 per
+channel (random init); ``imagenet`` = every grey channel repeated to RGB and normalised with
+ImageNet statistics (torchvision / timm ImageNet-1k files); ``inception`` = repeated to RGB,
+(v − 0.5) / 0.5, i.e. [-1, 1] (the R50+ViT-B/16 ImageNet-21k file). A pretrained run's label
+(or its explicit ``{"mean", "std"}``) is recorded in every checkpoint; prediction reuses it."""
 
 
 @dataclass(frozen=True)
@@ -52,18 +62,26 @@ class CaseArrays:
     """The normalised value of a black pixel per channel (augmentation pads with it)."""
 
 
-def normalise(x: np.ndarray, norm: str) -> tuple[Tensor, Tensor | float]:
+def normalise(x: np.ndarray, norm: str | Mapping[str, Any]) -> tuple[Tensor, Tensor | float]:
     """``(N, C, S, S)`` grey levels in [0, 1] → normalised tensor and its black value.
 
-    ``imagenet`` repeats each grey channel to RGB (``C`` → ``3C``, frame by frame).
+    ``norm``: a :data:`NORMS` label or ``{"mean": 3 values, "std": 3 values}``; every RGB
+    normalisation repeats each grey channel to RGB (``C`` → ``3C``, frame by frame).
     """
     t = torch.from_numpy(x)
     if norm == "grey":
         return (t - MEAN) / STD, -MEAN / STD
-    if norm != "imagenet":
-        raise ValueError(f"unknown normalisation {norm!r}; one of {NORMS}")
-    mean = torch.tensor(IMAGENET_MEAN).repeat(x.shape[1])[None, :, None, None]
-    std = torch.tensor(IMAGENET_STD).repeat(x.shape[1])[None, :, None, None]
+    if isinstance(norm, str):
+        if norm not in NORMS:
+            raise ValueError(f"unknown normalisation {norm!r}; one of {sorted(NORMS)}")
+        stats = NORMS[norm]
+    elif isinstance(norm, Mapping) and "mean" in norm and "std" in norm:
+        stats = norm
+    else:
+        raise ValueError(f"unknown normalisation {norm!r}; one of {sorted(NORMS)} or mean/std")
+    mean = torch.tensor(stats["mean"], dtype=torch.float32).repeat(x.shape[1])[None, :, None,
+                                                                                None]
+    std = torch.tensor(stats["std"], dtype=torch.float32).repeat(x.shape[1])[None, :, None, None]
     rgb = t.repeat_interleave(3, dim=1)
     return (rgb - mean) / std, (-mean / std)[0, :, 0, 0]
 
@@ -79,7 +97,7 @@ def _channels(npz: np.lib.npyio.NpzFile, modality: str, frames: list[int] | None
 
 def load_cases(cache_dir: Path, case_ids: list[str], inputs: tuple[str, ...], target: str,
                frames_file: Path | None, margins: dict[str, np.ndarray] | None,
-               norm: str = "grey") -> CaseArrays:
+               norm: str | Mapping[str, Any] = "grey") -> CaseArrays:
     """Read the cached cases into normalised tensors (inputs concatenated in order)."""
     frames = json.loads(frames_file.read_text()) if frames_file else {}
     xs, ys, ms = [], [], []

@@ -16,12 +16,15 @@ __all__ = [
     "LoadReport",
     "WrongWeightsError",
     "adapt_first_conv",
+    "adapt_std_first_conv",
     "check_size",
     "double_conv",
     "load_matching",
     "load_report",
     "load_weight_file",
     "read_state_file",
+    "standardise",
+    "unreadable",
 ]
 
 
@@ -77,18 +80,45 @@ class LoadReport:
         if not self.ok:
             raise WrongWeightsError("\n".join([
                 f"{self.source} is not a {self.what} weight file ({self.counts()}):",
-                *self.details()]))
+                *self.details(),
+                f"Check it: iman weights verify {self.source} --method METHOD"]))
         return self
 
 
-def read_state_file(path: str | Path) -> dict[str, Any]:
-    """Tensors of a ``torch.save`` / ``.safetensors`` file (unwrapping ``model``/``state_dict``)."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+UNREADABLE = (OSError, EOFError, RuntimeError, ValueError, KeyError, TypeError,
+              AttributeError, ImportError)
+"""What reading a broken weight file raises: ``BadZipFile`` and ``UnpicklingError`` are
+``Exception`` subclasses caught through :func:`unreadable`."""
 
-        return dict(load_file(str(path)))
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+
+def unreadable(path: str | Path, err: BaseException, what: str = "weights") -> WrongWeightsError:
+    """The error for a file that cannot be read as weights: names it and the check."""
+    return WrongWeightsError(
+        f"{path}: cannot be read as {what} ({type(err).__name__}: {err}). A truncated "
+        "download, a saved web page or another format? Check it: iman weights verify "
+        f"{path} --method METHOD")
+
+
+def read_state_file(path: str | Path) -> dict[str, Any]:
+    """Tensors of a ``torch.save`` / ``.safetensors`` file (unwrapping ``model``/``state_dict``).
+
+    Any read failure (truncated zip, pickle error, HTML page) is a
+    :class:`WrongWeightsError` naming the file.
+    """
+    import pickle
+    import zipfile
+
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return dict(load_file(str(path)))
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (*UNREADABLE, zipfile.BadZipFile, pickle.UnpicklingError) as err:
+        raise unreadable(path, err) from None
+    except Exception as err:  # safetensors' own errors and the like
+        raise unreadable(path, err) from None
     if isinstance(obj, dict):
         for key in ("model", "state_dict"):
             if isinstance(obj.get(key), Mapping):
@@ -98,12 +128,13 @@ def read_state_file(path: str | Path) -> dict[str, Any]:
 
 
 def adapt_first_conv(weight: Tensor, in_channels: int) -> Tensor:
-    """An RGB first-layer kernel ``(O, 3, kh, kw)`` for ``in_channels`` inputs.
+    """An RGB first-layer kernel ``(O, 3, kh, kw)`` for ``in_channels`` inputs (plain convs).
 
     3 → as is; 1 → summed over RGB (the same function as repeating grey to RGB); 3k (k
     frames, each grey repeated to RGB) → tiled k times and divided by k, so k identical
     frames give the pretrained response (I3D-style inflation); any extra channels (a margin
-    channel) get zero weights, so they start without effect.
+    channel) get zero weights, so they start without effect. Exact for a plain conv; a
+    weight-standardised conv needs :func:`adapt_std_first_conv`.
     """
     if weight.shape[1] != 3 or in_channels == weight.shape[1]:
         return weight
@@ -116,6 +147,38 @@ def adapt_first_conv(weight: Tensor, in_channels: int) -> Tensor:
     else:
         out[:, :1] = weight.sum(dim=1, keepdim=True)
     return out
+
+
+def standardise(weight: Tensor, eps: float) -> Tensor:
+    """Weight standardisation per output filter (zero mean, unit variance over C, kh, kw)."""
+    var, mean = torch.var_mean(weight, dim=(1, 2, 3), keepdim=True, unbiased=False)
+    return (weight - mean) / torch.sqrt(var + eps)
+
+
+def adapt_std_first_conv(weight: Tensor, in_channels: int, eps: float
+                         ) -> tuple[Tensor, Tensor]:
+    """(raw kernel, per-filter gain) for a weight-standardised first conv of
+    ``in_channels`` inputs, such that ``gain * standardise(raw)`` is exactly the kernel that
+    :func:`adapt_first_conv` makes of the *standardised* pretrained kernel.
+
+    Standardisation does not commute with summing or tiling/k (it rescales by the kernel's
+    own std), so adapting the raw kernel changes the effective filters. Here: 3k channels
+    (k frames) → raw = the kernel tiled k times, whose statistics are the pretrained ones,
+    and gain = 1/k; anything else (grey, extra margin channels) → raw = the adapted
+    standardised kernel (zero mean by construction) and gain = its std, which
+    standardisation divides out. So k identical frames (or grey repeated to RGB) give the
+    pretrained response exactly, and an extra channel's effective weight is exactly zero.
+    """
+    o = weight.shape[0]
+    if weight.shape[1] != 3 or in_channels == 3:
+        return weight, weight.new_ones(o, 1, 1, 1)
+    if in_channels % 3 == 0:
+        k = in_channels // 3
+        return weight.repeat(1, k, 1, 1), weight.new_full((o, 1, 1, 1), 1.0 / k)
+    target = adapt_first_conv(standardise(weight.double(), eps), in_channels)
+    target = target - target.mean(dim=(1, 2, 3), keepdim=True)  # exactly zero mean
+    var = target.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+    return target.to(weight.dtype), torch.sqrt(var + eps).to(weight.dtype)
 
 
 def load_report(model: nn.Module, state: Mapping[str, Tensor], source: str, what: str,

@@ -39,7 +39,7 @@ report is kept in ``model.load_report``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,29 +48,60 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iman.models.blocks import LoadReport, adapt_first_conv
+from iman.models.blocks import (
+    UNREADABLE,
+    LoadReport,
+    adapt_std_first_conv,
+    read_state_file,
+    standardise,
+    unreadable,
+)
 from iman.models.injection import gate
 from iman.models.registry import ModelEntry, register
 
 __all__ = [
     "TransUNet",
     "build_transunet",
+    "load_r50_vit",
     "load_r50_vit_npz",
     "resize_pos_embed",
+    "timm_to_npz",
 ]
 
 log = logging.getLogger(__name__)
 
 
 class StdConv2d(nn.Conv2d):
-    """Conv with weight standardisation (zero mean, unit variance per output filter)."""
+    """Conv with weight standardisation (zero mean, unit variance per output filter).
+
+    ``gain=True`` (the root conv) adds a fixed per-filter ``gain`` buffer (ones unless a
+    pretrained kernel was adapted to other input channels, :func:`adapt_std_first_conv`):
+    the effective kernel is ``gain * standardise(weight)``.
+    """
+
+    EPS = 1e-5
+
+    def __init__(self, *args: Any, gain: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gain: Tensor | None
+        if gain:
+            self.register_buffer("gain", torch.ones(self.out_channels, 1, 1, 1))
+        else:
+            self.gain = None
 
     def forward(self, x: Tensor) -> Tensor:
         """Standardise the kernel, then convolve (BiT / ResNet-V2 convention, eps 1e-5)."""
-        w = self.weight
-        var, mean = torch.var_mean(w, dim=(1, 2, 3), keepdim=True, unbiased=False)
-        w = (w - mean) / torch.sqrt(var + 1e-5)
+        w = standardise(self.weight, self.EPS)
+        if self.gain is not None:
+            w = w * self.gain
         return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any
+                              ) -> None:
+        """Checkpoints from before the gain existed load with gain 1 (their behaviour)."""
+        if self.gain is not None and prefix + "gain" not in state_dict:
+            state_dict[prefix + "gain"] = torch.ones_like(self.gain)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
 
 class Bottleneck(nn.Module):
@@ -107,7 +138,8 @@ class ResNetV2Hybrid(nn.Module):
     def __init__(self, in_channels: int, units: Sequence[int], width: int) -> None:
         super().__init__()
         self.width = width
-        self.root_conv = StdConv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
+        self.root_conv = StdConv2d(in_channels, width, 7, stride=2, padding=3, bias=False,
+                                   gain=True)
         self.root_gn = nn.GroupNorm(32, width, eps=1e-6)
         stages = []
         cin = width
@@ -363,21 +395,133 @@ def _npz_mapping(model: TransUNet) -> list[tuple[str, Tensor, str, Callable[[Ten
     return out
 
 
-def load_r50_vit_npz(model: TransUNet, weights: str | Path | dict[str, Any]) -> LoadReport:
+def _read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Arrays of an npz file; a read failure names the file."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (*UNREADABLE, zipfile.BadZipFile) as err:
+        raise unreadable(path, err, "an npz archive") from None
+
+
+def timm_to_npz(state: Mapping[str, Any], heads: int | None = None) -> dict[str, np.ndarray]:
+    """timm's ``vit_base_r50_s16_224`` names (``patch_embed.backbone.*``, fused ``qkv``) →
+    the official npz names and layouts (HWIO kernels, per-head q/k/v), so one mapping loads
+    both. Tensors without an npz counterpart (timm's classifier ``head``, ``pre_logits``)
+    keep their timm name and are reported as unused. ``heads``: attention heads (default:
+    64-wide heads, as ViT-B's 12 × 64)."""
+    out: dict[str, np.ndarray] = {}
+    bb = "patch_embed.backbone."
+    for key, value in state.items():
+        v = value.detach().float().cpu().numpy() if isinstance(value, Tensor) else \
+            np.asarray(value)
+        name = key
+        if key.startswith(bb + "stem."):
+            name = {"conv.weight": "conv_root/kernel", "norm.weight": "gn_root/scale",
+                    "norm.bias": "gn_root/bias"}.get(key[len(bb) + 5:], key)
+        elif key.startswith(bb + "stages."):
+            parts = key[len(bb) + 7:].split(".")  # i, blocks, j, module..., param
+            if len(parts) >= 5 and parts[1] == "blocks":
+                unit = f"block{int(parts[0]) + 1}/unit{int(parts[2]) + 1}/"
+                mod, param = ".".join(parts[3:-1]), parts[-1]
+                local = {"downsample.conv": "conv_proj", "downsample.norm": "gn_proj"}.get(
+                    mod, mod.replace("norm", "gn"))
+                kind = {"weight": "kernel" if "conv" in local else "scale",
+                        "bias": "bias"}[param]
+                name = unit + f"{local}/{kind}"
+        elif key == "patch_embed.proj.weight":
+            name = "embedding/kernel"
+        elif key == "patch_embed.proj.bias":
+            name = "embedding/bias"
+        elif key == "pos_embed":
+            name = "Transformer/posembed_input/pos_embedding"
+        elif key == "cls_token":
+            name = "cls"
+        elif key in ("norm.weight", "norm.bias"):
+            name = "Transformer/encoder_norm/" + ("scale" if key.endswith("weight") else "bias")
+        if name.endswith("kernel") and v.ndim == 4:
+            v = v.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+        if name != key or not key.startswith("blocks."):
+            out[name] = v
+            continue
+        i, rest = key.split(".")[1], ".".join(key.split(".")[2:])
+        p = f"Transformer/encoderblock_{i}/"
+        att, mlp = p + "MultiHeadDotProductAttention_1/", p + "MlpBlock_3/"
+        simple = {"norm1.weight": p + "LayerNorm_0/scale", "norm1.bias": p + "LayerNorm_0/bias",
+                  "norm2.weight": p + "LayerNorm_2/scale", "norm2.bias": p + "LayerNorm_2/bias",
+                  "mlp.fc1.weight": mlp + "Dense_0/kernel", "mlp.fc1.bias": mlp + "Dense_0/bias",
+                  "mlp.fc2.weight": mlp + "Dense_1/kernel", "mlp.fc2.bias": mlp + "Dense_1/bias",
+                  "attn.proj.bias": att + "out/bias"}
+        if rest in simple:
+            out[simple[rest]] = v.T if v.ndim == 2 else v
+        elif rest in ("attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight"):
+            dim = v.shape[-1] if rest != "attn.qkv.bias" else v.shape[0] // 3
+            heads = heads or max(1, dim // 64)
+            d = dim // heads
+            if rest == "attn.qkv.weight":  # (3·dim, dim) -> 3 × (dim, heads, d)
+                for n, w in zip(("query", "key", "value"), np.split(v, 3, 0)):
+                    out[att + f"{n}/kernel"] = w.T.reshape(dim, heads, d)
+            elif rest == "attn.qkv.bias":
+                for n, b in zip(("query", "key", "value"), np.split(v, 3, 0)):
+                    out[att + f"{n}/bias"] = b.reshape(heads, d)
+            else:  # proj (dim, dim) -> (heads, d, dim)
+                out[att + "out/kernel"] = v.T.reshape(heads, d, dim)
+        else:
+            out[key] = v
+    return out
+
+
+def is_npz(path: str | Path) -> bool:
+    """True when ``path`` is an npz archive (a zip of ``.npy`` members)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith(".npy") for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return Path(path).suffix == ".npz"
+
+
+def load_r50_vit(model: TransUNet, weights: str | Path | Mapping[str, Any],
+                 heads: int | None = None) -> LoadReport:
+    """Load R50+ViT-B/16 weights from the official npz or from timm's layout (a
+    ``.pth``/``.safetensors`` of ``vit_base_r50_s16_224``); a report (see
+    :func:`load_r50_vit_npz`). ``heads``: attention heads of a timm state given as a mapping
+    (default: the model's)."""
+    heads = heads or model.blocks[0].attn.heads
+    if isinstance(weights, Mapping):
+        if any(k.startswith("patch_embed.") for k in weights):
+            return load_r50_vit_npz(model, timm_to_npz(weights, heads),
+                                    source="<timm state dict>")
+        return load_r50_vit_npz(model, weights)
+    if is_npz(weights):
+        return load_r50_vit_npz(model, weights)
+    state = read_state_file(weights)
+    report = load_r50_vit_npz(model, timm_to_npz(state, heads),
+                              source=str(weights))
+    report.what = "R50+ViT-B/16 (TransUNet encoder, timm layout)"
+    return report
+
+
+def load_r50_vit_npz(model: TransUNet, weights: str | Path | Mapping[str, Any],
+                     source: str | None = None) -> LoadReport:
     """Copy the official ``R50+ViT-B_16.npz`` tensors into ``model``; return a report.
 
     ``missing``: mapped npz keys absent from the file; ``mismatched``: shape mismatches;
     ``unexpected``: file keys with no target. The RGB root conv is adapted to the model's
-    input channels (:func:`~iman.models.blocks.adapt_first_conv`); position embeddings drop
-    the class token and are resized to the model's grid. The decoder is never in the file.
+    input channels exactly under weight standardisation
+    (:func:`~iman.models.blocks.adapt_std_first_conv`: T identical frames, or grey, give the
+    pretrained response); position embeddings drop the class token and are resized to the
+    model's grid. The decoder is never in the file.
     """
-    if isinstance(weights, dict):
+    if isinstance(weights, Mapping):
         arrays = {k: np.asarray(v) for k, v in weights.items()}
-        source = "<arrays>"
+        source = source or "<arrays>"
     else:
-        with np.load(weights) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        source = str(weights)
+        arrays = _read_npz(weights)
+        source = source or str(weights)
     report = LoadReport(source, "R50+ViT-B/16 (TransUNet encoder)")
 
     def put(key: str, param: Tensor, value: Tensor) -> None:
@@ -400,8 +544,15 @@ def load_r50_vit_npz(model: TransUNet, weights: str | Path | dict[str, Any]) -> 
                 put(key, param, fn(value))
         kernel = array("conv_root/kernel")
         if kernel is not None:
-            kernel = adapt_first_conv(kernel.permute(3, 2, 0, 1), model.in_channels)
-            put("conv_root/kernel", model.resnet.root_conv.weight, kernel)
+            root = model.resnet.root_conv
+            kernel = kernel.permute(3, 2, 0, 1).float()
+            if kernel.shape[0] == root.out_channels and kernel.shape[2:] == root.weight.shape[2:]:
+                raw, gain = adapt_std_first_conv(kernel, model.in_channels, StdConv2d.EPS)
+                put("conv_root/kernel", root.weight, raw)
+                if root.gain is not None and raw.shape == root.weight.shape:
+                    root.gain.copy_(gain)
+            else:
+                put("conv_root/kernel", root.weight, kernel)
         pe = array("Transformer/posembed_input/pos_embedding")
         if pe is not None:
             n = pe.shape[1]
@@ -427,7 +578,7 @@ def build_transunet(
     """Registry constructor: channels of all consumed modalities, optional npz weights."""
     model = TransUNet(sum(in_channels.values()), img_size, **kwargs)
     if weights:
-        load_r50_vit_npz(model, weights).check()
+        load_r50_vit(model, weights).check()
     return model
 
 
@@ -467,6 +618,6 @@ register(
         paper_input={"in_channels": {"us": 3}, "img_size": 224},
         description="TransUNet R50-ViT-B/16; IMAN's backbone, margin gates the 3 CNN skips",
         family="framework",
-        load_weights=load_r50_vit_npz,
+        load_weights=load_r50_vit,
     )
 )
