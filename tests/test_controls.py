@@ -206,3 +206,39 @@ def test_ablation_bars_name_the_controls() -> None:
                        "modal_fusion": ["0", "1", "oracle", "mismatched"]})
     assert F._setting_labels(df) == ["baseline", "+MMG +ITP +fusion",
                                      "control: oracle margins", "control: mismatched pairs"]
+
+
+# ---- power and the margin diagnostics ---------------------------------------------------------
+
+
+def test_smallest_p_by_hand() -> None:
+    from iman.power import smallest_p
+
+    assert smallest_p(5) == pytest.approx(2 / 32)
+    assert smallest_p(7) == pytest.approx(1 / 64)  # the old 7-case test set: nothing after Holm
+    assert smallest_p(42, n_flips=20_000) == pytest.approx(1 / 20_001)
+
+
+def test_power_grows_with_the_shift_and_stays_near_alpha_without_one() -> None:
+    from iman.power import minimal_detectable, power_at
+
+    diffs = np.random.default_rng(0).normal(0, 0.1, 42)
+    assert power_at(diffs, 0.0, 42, sims=100, n_flips=500) <= 0.12
+    assert power_at(diffs, 0.1, 42, sims=100, n_flips=500) >= 0.95
+    mdd = minimal_detectable(diffs, 42, sims=60, step=0.01)
+    # normal theory: (1.96 + 0.84) · sd / √n ≈ 0.043 for sd 0.1, n 42
+    assert 0.03 <= mdd <= 0.06
+
+
+def test_case_gates_by_hand() -> None:
+    from iman.diagnostics import case_gates
+
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:6, 2:6] = 1  # 16 lesion pixels: 12 on the boundary, 4 inside
+    margin = np.zeros((8, 8), np.float32)
+    margin[2:6, 2:6] = 1.0
+    margin[3:5, 3:5] = 0.0  # a band: the boundary open, the interior gated out
+    g = case_gates(margin, mask)
+    assert g["lesion_gate"] == pytest.approx(12 / 16)
+    assert g["lesion_blocked"] == pytest.approx(4 / 16)
+    assert g["boundary_gate"] == pytest.approx(1.0)

@@ -106,9 +106,9 @@ def test_some_patient_has_two_cases(small: Path) -> None:
 
 
 def test_default_scale_case_count() -> None:
-    specs = sample_specs(30, 0, 0.12)
-    assert len(specs) == 34
-    assert len({s.patient_id for s in specs}) == 30
+    specs = sample_specs(62, 0, 0.12)  # config/config.yaml: 62 patients
+    assert len(specs) == 69
+    assert len({s.patient_id for s in specs}) == 62
 
 
 def test_side_by_side_crops_point_at_halves(tmp_path: Path) -> None:
@@ -154,7 +154,10 @@ def test_lesion_time_intensity_rises_then_falls() -> None:
     peak = int(np.argmax(tic))
     assert 0 < peak < 29
     assert tic[peak] > tic[0] + 40 and tic[peak] > tic[-1] + 20
-    assert np.all(np.diff(tic[:peak]) > -8)  # rises (up to bubble noise)
+    # rises: frame to frame up to the fresh microbubble speckle (shape >= 0.9), and the
+    # 3-frame running mean nearly monotonically
+    assert np.all(np.diff(tic[:peak]) > -12)
+    assert np.all(np.diff(np.convolve(tic[:peak + 1], np.ones(3) / 3, "valid")) > -4)
     ring = (cv2.dilate(case.ceus_mask.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0) & ~(
         case.ceus_mask)
     assert tic[peak] > case.ceus[peak][ring].mean() + 30  # the lesion hyper-enhances
@@ -172,10 +175,10 @@ def test_frames_change_over_time_and_infiltration_enhances() -> None:
 
 
 def test_isoechoic_cases_exist_at_default_seed() -> None:
-    specs = sample_specs(30, 0, 0.12)
+    specs = sample_specs(62, 0, 0.12)
     iso = [s for s in specs if s.contrast >= phantom.ISOECHOIC_CONTRAST]
     hypo = [s for s in specs if s.contrast < 0.6]
-    assert len(iso) >= 2 and len(hypo) >= 15
+    assert len(iso) >= 2 and len(hypo) >= 40
 
     def ratio(spec: phantom.CaseSpec) -> float:
         case, _ = render_case(spec, 0, 4, 160, 128)

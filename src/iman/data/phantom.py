@@ -43,6 +43,9 @@ SHEET_COLUMNS: tuple[str, ...] = (
 VIDEO_FORMATS = ("frames", "mp4", "mixed")
 _PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1]
 ISOECHOIC_CONTRAST = 0.85
+INFILTRATION_TIMING = 0.25
+"""How far the infiltration zone's arrival, time to peak and washout go from the parenchyma's
+(0) towards the core's (1)."""
 
 
 @dataclass(frozen=True)
@@ -139,11 +142,11 @@ def _lesion(rng: np.random.Generator, anatomy: dict[str, float | str]) -> dict[s
     n_lobes = 5
     spiculated = bool(rng.random() < 0.35)
     lob = rng.uniform(0.0, 0.12, n_lobes) * np.array([1.0, 0.8, 0.6, 0.45, 0.35])
-    # about one lesion in seven is nearly isoechoic (hard), the rest clearly hypoechoic
-    if rng.random() < 0.15:
+    # about one lesion in ten is nearly isoechoic (hard), the rest clearly hypoechoic
+    if rng.random() < 0.10:
         contrast = float(rng.uniform(ISOECHOIC_CONTRAST, 0.97))
     else:
-        contrast = float(rng.uniform(0.05, 0.45))
+        contrast = float(rng.uniform(0.05, 0.40))
     return {
         "cx": float(rng.uniform(0.28, 0.72)),
         "cy": float(rng.uniform(cy_lo, cy_hi)),
@@ -158,15 +161,15 @@ def _lesion(rng: np.random.Generator, anatomy: dict[str, float | str]) -> dict[s
         "posterior": float(rng.choice([-1.0, 1.0]) * rng.uniform(0.25, 0.7)),
         "infiltration": float(rng.uniform(0.25, 0.6)),
         "n_vessels": int(rng.integers(2, 6)),
-        "lesion_peak": float(rng.uniform(0.55, 1.0)),
-        "infiltration_ratio": float(rng.uniform(0.4, 0.8)),
-        "background_peak": float(rng.uniform(0.1, 0.26)),
+        "lesion_peak": float(rng.uniform(0.35, 0.8)),
+        "infiltration_ratio": float(rng.uniform(0.1, 0.45)),
+        "background_peak": float(rng.uniform(0.16, 0.36)),
         "arrival": float(rng.uniform(0.1, 0.22)),
         "time_to_peak": float(rng.uniform(0.12, 0.28)),
         "washout": float(rng.uniform(1.5, 3.5)),
         "necrosis": int(rng.integers(0, 4)) if radius > 0.07 else 0,
-        "boundary_blur": float(rng.uniform(0.008, 0.025)),
-        "bubble_shape": float(rng.uniform(1.2, 3.0)),
+        "boundary_blur": float(rng.uniform(0.015, 0.035)),
+        "bubble_shape": float(rng.uniform(0.9, 2.2)),
     }
 
 
@@ -445,8 +448,11 @@ def _render_ceus(rng: np.random.Generator, spec: CaseSpec, core: np.ndarray,
     peak = np.maximum(peak, 0.8 * spec.lesion_peak * vessels)
     blur = max(0.8, spec.boundary_blur * w)
     peak = cv2.GaussianBlur(np.clip(peak, 0, None), (0, 0), blur)
-    # timing: the lesion fills first (fast-in), the parenchyma later and more slowly
-    region = cv2.GaussianBlur((core | infil).astype(np.float32), (0, 0), blur)
+    # timing: the lesion core fills first (fast-in), the parenchyma later and more slowly; the
+    # infiltration zone, fed by fewer vessels, takes a timing nearer the parenchyma's
+    region = cv2.GaussianBlur(np.maximum(core.astype(np.float32),
+                                         INFILTRATION_TIMING * infil.astype(np.float32)),
+                              (0, 0), blur)
     late = 1.0 - region
     arrival = spec.arrival + 0.08 * late + 0.01 * _smooth_noise(rng, (h, w), (20, 20))
     ttp = spec.time_to_peak * (1.0 + 0.6 * late)
