@@ -176,7 +176,8 @@ def test_bold_only_where_the_best_differs_from_the_runner_up_and_stars_mark_holm
     clear = [rows(base + 0.2), rows(base), rows(base - 0.01)]   # best >> runner-up
     df = build_table("table1", [({"method": m}, [summary(float(np.mean(r[0]["std_dsc"])))])
                                 for m, r in zip(("unet", "fpn", "iman"), clear)])
-    stats = pd.DataFrame({"row": ["method=unet", "method=fpn"], "modality": "us",
+    stats = pd.DataFrame({"table": "table1", "row": ["method=unet", "method=fpn"],
+                          "reference": "method=iman", "modality": "us",
                           "metric": "std_dsc", "p_holm": [0.01, 0.4]})
     sep = add_significance(df, ["method=unet", "method=fpn", "method=iman"], clear, stats)
     assert sep["us_dsc"] == pytest.approx(2 / 2**8)  # all 8 differences favour the best
@@ -196,3 +197,72 @@ def test_bold_only_where_the_best_differs_from_the_runner_up_and_stars_mark_holm
     assert best in md2 and f"**{best}" not in md2  # the DSC best is not bold
     assert "n.s. (no bold): the best of us_dsc" in md2
     assert "**" in md2  # HD: the best (IMAN, 0.2 lower) is clearly apart and stays bold
+
+
+def _runs(cases: list[str], values: np.ndarray, modality: str = "us") -> pd.DataFrame:
+    """One run's per-case rows, every reported metric equal to ``values``."""
+    return pd.DataFrame({"case_id": cases, "split": "test", "modality": modality,
+                         **{c: values for c in ("std_dsc", "std_hd_mm", "std_hd95_mm",
+                                                "paper_soft_dsc", "paper_row_hd")}})
+
+
+def test_bold_needs_the_paired_difference_in_the_best_rows_favour() -> None:
+    from iman.tables import add_significance
+
+    # the table means (over runs) rank UNet first, but on the paired cases UNet is worse
+    # than FPN on every one of 10 cases (p = 2/1024, in FPN's favour): no bold
+    cases = [f"C{i}" for i in range(10)]
+    fpn = np.linspace(0.5, 0.7, 10)
+    per_case = [[_runs(cases, fpn - 0.05)], [_runs(cases, fpn)], [_runs(cases, fpn - 0.3)]]
+    df = pd.DataFrame({"method": ["UNet", "FPN", "IMAN"], "us_loop": "0",
+                       "us_dsc": [0.8, 0.7, 0.3], "us_hd": [0.5, 0.6, 0.1]})
+    sep = add_significance(df, ["method=unet", "method=fpn", "method=iman"], per_case, None)
+    assert sep["us_dsc"] == 1.0  # significant, but in the runner-up's favour
+    # HD (lower is better): IMAN's per-case values are lowest too, in its favour: kept
+    assert sep["us_hd"] == pytest.approx(2 / 1024)
+    assert _display_bold(df, sep) == {"US DSC ↑": [], "US HD (mm) ↓": [2]}
+
+
+def _display_bold(df: pd.DataFrame, sep: dict[str, float]) -> dict[str, list[int]]:
+    from iman.tables import _display
+
+    _, bold = _display(df, ("dsc", "hd"), sep)
+    return {c: bold.index[bold[c]].tolist() for c in bold.columns if c.startswith("US")}
+
+
+def test_n_cases_counts_distinct_test_cases_over_runs() -> None:
+    from iman.tables import add_significance
+
+    cases = [f"C{i}" for i in range(6)]
+    v = np.linspace(0.4, 0.6, 6)
+    seeds = [_runs(cases, v), _runs(cases, v + 0.01)]  # two seeds on the same 6 cases
+    folds = [_runs(cases[:3], v[:3]), _runs(cases[3:], v[3:])]  # two folds, 3 cases each
+    ceus = [pd.concat([_runs(cases, v), _runs(cases[:2], v[:2], "ceus")])]
+    df = pd.DataFrame({"method": ["A", "B", "C"], "us_loop": "0", "us_dsc": [0.5, 0.4, 0.3],
+                       "ceus_loop": ["0", None, "0"], "n_runs": 2})
+    add_significance(df, ["a", "b", "c"], [seeds, folds, ceus], None)
+    assert list(df["us_n_cases"]) == [6, 6, 6]  # not 12 for the seeds
+    assert list(df["ceus_n_cases"].astype("Float64").fillna(-1)) == [-1, -1, 2]
+    assert list(df.columns[:4]) == ["method", "us_loop", "us_n_cases", "us_dsc"]
+
+
+def test_star_is_keyed_by_row_and_table_reference() -> None:
+    from iman.tables import add_significance
+
+    # Table II: MMG+ITP vs the baseline (table reference, n.s.) and vs the control (listed
+    # last, significant): no `*` from the control comparison, whatever the order
+    stats = pd.DataFrame({
+        "table": "table2", "modality": "us", "metric": "std_dsc",
+        "row": ["ctl", "itp", "itp"], "reference": ["base", "base", "ctl"],
+        "p_holm": [0.5, 0.3, 0.001]})
+    runs = [[_runs(["a", "b"], np.array([m, m]))] for m in (0.5, 0.5, 0.6)]
+    for frame in (stats, stats.iloc[::-1]):
+        df = pd.DataFrame({"mmg": [0, 0, 1], "us_dsc": [0.5, 0.5, 0.6]})
+        add_significance(df, ["base", "ctl", "itp"], runs, frame)
+        assert list(df["us_dsc_p_holm"].fillna(-1)) == [-1, 0.5, 0.3]
+        assert list(df["reference"]) == ["", "base", "base"]
+    # an explicit primary column wins over the structural rule
+    flagged = stats.assign(primary=[True, False, True])
+    df = pd.DataFrame({"mmg": [0, 0, 1], "us_dsc": [0.5, 0.5, 0.6]})
+    add_significance(df, ["base", "ctl", "itp"], runs, flagged)
+    assert list(df["us_dsc_p_holm"].fillna(-1)) == [-1, 0.5, 0.001]

@@ -88,37 +88,59 @@ def table(name: str, rows: Sequence[tuple[dict[str, Any], Sequence[str]]],
     write_table(name, df, out_stem, separation, init)
 
 
-STAT_METRICS = {"std_dsc": "DSC", "std_hd_mm": "HD (mm)"}
-"""Metrics tested per comparison: the standard DSC and Hausdorff distance."""
+STAT_METRICS = {"std_dsc": ("DSC", True), "std_hd_mm": ("HD (mm)", False)}
+"""Metrics tested per comparison, with (label, higher is better): the standard DSC and
+Hausdorff distance."""
+
+_STATS_COLUMNS = ["table", "row", "reference", "primary", "modality", "metric", "better",
+                 "n_runs", "n_cases", "mean_diff", "ci_low", "ci_high", "p", "p_holm",
+                 "effect_size", "test", "ci_method"]
+"""Columns of ``stats.csv`` (docs/statistics.md)."""
 
 
 def stats_table(comparisons: Sequence[tuple[str, str, str, Sequence[str], Sequence[str]]],
-                per_case: Mapping[str, str | Path], out: Path) -> pd.DataFrame:
+                per_case: Mapping[str, str | Path], out: Path,
+                modalities: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
     """Every paired comparison of every table → ``stats.csv`` (docs/statistics.md).
 
     ``comparisons``: (table, row, reference row, row experiments, reference experiments);
-    ``per_case``: experiment name → its ``per_case.csv``. Holm's correction runs within each
-    table, modality and metric.
+    ``per_case``: experiment name → its ``per_case.csv``; ``modalities``: table → the
+    modalities it tests (default :data:`iman.tables.TABLE_MODALITIES`: Table III CEUS only,
+    the others US and CEUS). ``primary`` marks a comparison against the row's table reference
+    row (:func:`iman.stats.table_reference_flags`), the one a table's ``*`` shows; ``better``
+    is the sign of ``mean_diff`` (and ``effect_size``) that means the row is better. Holm's
+    correction runs within each table, modality and metric.
     """
-    from iman.stats import case_means, compare, holm
+    from iman.stats import CI_METHOD, TEST, case_means, compare, holm, table_reference_flags
+    from iman.tables import table_modalities
 
+    def tested(table: str) -> Sequence[str]:
+        return modalities.get(table, ("us", "ceus")) if modalities is not None else (
+            table_modalities(table))
+
+    comparisons = [tuple(c) for c in comparisons]
+    primary: dict[tuple[str, str, str], bool] = {}
+    for table in dict.fromkeys(c[0] for c in comparisons):
+        own = [c for c in comparisons if c[0] == table]
+        flags = table_reference_flags([c[1] for c in own], [c[2] for c in own])
+        primary.update({(c[0], c[1], c[2]): f for c, f in zip(own, flags)})
     frames = {e: pd.read_csv(per_case[e], dtype={"case_id": str})
               for _, _, _, a, b in comparisons for e in (*a, *b)}
     records = []
     for table, row, ref, row_exps, ref_exps in comparisons:
-        for modality in ("us", "ceus"):
+        for modality in tested(table):
             pick = [f[f["modality"] == modality] for e in row_exps for f in [frames[e]]]
             base = [f[f["modality"] == modality] for e in ref_exps for f in [frames[e]]]
             if not any(len(f) for f in pick) or not any(len(f) for f in base):
                 continue
-            for metric in STAT_METRICS:
+            for metric, (_, higher) in STAT_METRICS.items():
                 c = compare(case_means(pick, metric), case_means(base, metric))
                 records.append({"table": table, "row": row, "reference": ref,
-                                "modality": modality, "metric": metric,
-                                "n_runs": len(row_exps), **c.as_dict()})
-    df = pd.DataFrame(records, columns=["table", "row", "reference", "modality", "metric",
-                                        "n_runs", "n_cases", "mean_diff", "ci_low", "ci_high",
-                                        "p", "effect_size"])
+                                "primary": primary[(table, row, ref)], "modality": modality,
+                                "metric": metric, "better": "positive" if higher else "negative",
+                                "n_runs": len(row_exps), **c.as_dict(), "test": TEST,
+                                "ci_method": CI_METHOD})
+    df = pd.DataFrame(records, columns=[c for c in _STATS_COLUMNS if c != "p_holm"])
     df.insert(df.columns.get_loc("p") + 1, "p_holm", float("nan"))
     for _, idx in df.groupby(["table", "modality", "metric"]).groups.items():
         df.loc[idx, "p_holm"] = holm(df.loc[idx, "p"].to_numpy())

@@ -2,9 +2,11 @@
 
 Per-case metric rows → :func:`summarize_experiment` (choose each branch's loop by the mean
 validation DSC, report that loop's *test* metrics) → :func:`build_table` (rows of a paper
-table, mean ± sample std over seeds, the printed paper values) → :func:`write_table` (two
-blocks: the standard metrics, and the paper-compatible ones with the printed paper value
-beside each; best value in bold). Restyling a table never retrains anything.
+table, mean ± sample std over runs (seeds × folds), the printed paper values) →
+:func:`add_significance` (distinct test cases, ``*`` against each row's table reference,
+which best differs from its runner-up) → :func:`write_table` (two blocks: the standard
+metrics, and the paper-compatible ones with the printed paper value beside each; best value
+in bold). Restyling a table never retrains anything.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import pandas as pd
 
 from iman.experiments import Node
 
-__all__ = ["METHOD_LABELS", "add_significance", "build_table", "legend", "paper_values",
-           "summarize_experiment", "write_table"]
+__all__ = ["METHOD_LABELS", "TABLE_MODALITIES", "add_significance", "build_table", "legend",
+           "paper_values", "summarize_experiment", "table_modalities", "write_table"]
 
 METHOD_LABELS = {
     "unet": "UNet", "fpn": "FPN", "unetpp": "UNet++", "deeplabv3": "DeepLabV3",
@@ -36,6 +38,14 @@ REPORTED = {
     "soft_dsc": ("paper_soft_dsc", True), "row_hd": ("paper_row_hd", False),
 }
 SELECT_BY = "std_dsc"
+TABLE_MODALITIES: dict[str, tuple[str, ...]] = {"table3": ("ceus",)}
+"""Modalities a table reports and tests when not both (Table III: CEUS only; every frame
+count shares one US node, so its US comparisons would be a node against itself)."""
+
+
+def table_modalities(table: str) -> tuple[str, ...]:
+    """The modalities of a table's columns and of its paired comparisons."""
+    return TABLE_MODALITIES.get(table, ("us", "ceus"))
 
 
 def summarize_experiment(name: str, nodes: list[Node], metric_files: list[Path],
@@ -100,9 +110,13 @@ def _paper_row(table: str, labels: dict[str, Any]) -> dict[str, float]:
 
 def build_table(table: str, rows: list[tuple[dict[str, Any], list[dict[str, Any]]]]
                 ) -> pd.DataFrame:
-    """One CSV row per table row: labels, reproduced mean/std per seed set, paper values."""
+    """One CSV row per table row: labels, reproduced mean/std over runs, paper values.
+
+    The number of test cases behind a row (``<mod>_n_cases``) needs the per-case rows and is
+    added by :func:`add_significance`.
+    """
     records = []
-    modalities = ("ceus",) if table == "table3" else ("us", "ceus")  # Table III: CEUS only
+    modalities = table_modalities(table)
     for labels, summaries in rows:
         rec: dict[str, Any] = dict(labels)
         if "method" in labels:
@@ -119,10 +133,6 @@ def build_table(table: str, rows: list[tuple[dict[str, Any], list[dict[str, Any]
                      if modality in s["branches"]]
             if loops:
                 rec[f"{modality}_loop"] = ",".join(map(str, loops))
-                counts = [s["branches"][modality].get("n_test") for s in summaries
-                          if modality in s["branches"]]
-                if None not in counts:
-                    rec[f"{modality}_n_cases"] = int(sum(counts))
         rec.update(_paper_row(table, labels))
         rec["n_runs"] = len(summaries)  # seeds x folds
         records.append(rec)
@@ -134,24 +144,79 @@ ALPHA = 0.05
 _STAT_OF = {"dsc": "std_dsc", "hd": "std_hd_mm"}  # table columns tested in stats.csv
 
 
+def _table_reference_rows(stats: pd.DataFrame) -> pd.DataFrame:
+    """The comparisons of ``stats`` against their table's reference row (``primary``; derived
+    with :func:`iman.stats.table_reference_flags` for a frame without that column)."""
+    from iman.stats import table_reference_flags
+
+    if "primary" in stats:
+        return stats[stats["primary"].astype(bool)]
+    keep = pd.Series(False, index=stats.index)
+    tables = stats.groupby("table").groups.values() if "table" in stats else [stats.index]
+    for idx in tables:
+        pairs = stats.loc[idx, ["row", "reference"]].drop_duplicates()
+        flags = table_reference_flags(list(pairs["row"]), list(pairs["reference"]))
+        primary = {(r, ref) for (r, ref), f in zip(pairs.itertuples(index=False), flags) if f}
+        keep[idx] = [(r, ref) in primary
+                     for r, ref in zip(stats.loc[idx, "row"], stats.loc[idx, "reference"])]
+    return stats[keep]
+
+
+def _case_counts(df: pd.DataFrame, per_case: list[list[pd.DataFrame]]) -> None:
+    """``<mod>_n_cases``: distinct test cases over a row's runs (a case tested by 3 seeds
+    counts once), placed after ``<mod>_loop``."""
+    for modality in ("us", "ceus"):
+        if f"{modality}_loop" not in df:
+            continue
+        counts = []
+        for runs in per_case:
+            ids: set[str] = set()
+            for f in runs:
+                rows = f[f["modality"] == modality]
+                if "split" in rows:
+                    rows = rows[rows["split"] == "test"]
+                ids.update(rows["case_id"].astype(str))
+            counts.append(len(ids) if ids else None)
+        col = f"{modality}_n_cases"
+        values = pd.array(counts, dtype="Int64")
+        if col in df:
+            df[col] = values
+        else:
+            df.insert(df.columns.get_loc(f"{modality}_loop") + 1, col, values)
+
+
 def add_significance(df: pd.DataFrame, row_names: list[str],
                      per_case: list[list[pd.DataFrame]], stats: pd.DataFrame | None
                      ) -> dict[str, float]:
-    """Add ``<mod>_<dsc|hd>_p_holm`` (row vs its reference, from ``stats``) to ``df`` and
-    return, per displayed column, the Wilcoxon p of its best row vs the runner-up.
+    """Add the per-case facts of each row to ``df`` and return, per displayed column, the p
+    that decides its bold.
 
-    ``row_names``/``per_case`` follow ``df``'s rows (``per_case``: each run's rows). A column
-    whose best row ties its runner-up gets p = 1.
+    Added columns: ``<mod>_n_cases`` (distinct test cases over the row's runs), ``reference``
+    (the row's table reference row) and ``<mod>_<dsc|hd>_p_holm`` (the Holm-adjusted p of the
+    row vs that reference, from ``stats``, matched on (row, reference): a row's comparisons
+    with other rows never set its ``*``). ``row_names``/``per_case`` follow ``df``'s rows
+    (``per_case``: each run's rows).
+
+    Returned: per column, the two-sided p (:func:`iman.stats.compare`) of its best row vs the
+    runner-up, or 1 when the paired mean difference does not favour the best (given the
+    metric's direction) or the two means tie.
     """
     from iman.stats import case_means, compare
 
+    _case_counts(df, per_case)
     if stats is not None and len(stats):
+        primary = _table_reference_rows(stats)
+        reference = dict(zip(primary["row"], primary["reference"]))
+        if len(reference) != len(primary[["row", "reference"]].drop_duplicates()):
+            raise ValueError("a row of the table has two table reference rows in stats")
+        df["reference"] = [reference.get(r, "") for r in row_names]
         for modality in ("us", "ceus"):
             for short, metric in _STAT_OF.items():
-                sub = stats[(stats["modality"] == modality) & (stats["metric"] == metric)]
-                p = dict(zip(sub["row"], sub["p_holm"]))
+                sub = primary[(primary["modality"] == modality) & (primary["metric"] == metric)]
+                p = {(r, ref): v for r, ref, v in zip(sub["row"], sub["reference"], sub["p_holm"])}
                 if f"{modality}_{short}" in df:
-                    df[f"{modality}_{short}_p_holm"] = [p.get(r, np.nan) for r in row_names]
+                    df[f"{modality}_{short}_p_holm"] = [p.get((r, reference.get(r)), np.nan)
+                                                        for r in row_names]
     separation: dict[str, float] = {}
     for modality in ("us", "ceus"):
         for short, (metric, higher) in REPORTED.items():
@@ -168,7 +233,9 @@ def add_significance(df: pd.DataFrame, row_names: list[str],
                 runs = [f[f["modality"] == modality] for f in per_case[i]]
                 return case_means(runs, metric)
 
-            separation[col] = compare(values(best), values(second)).p
+            c = compare(values(best), values(second))
+            favours_best = c.mean_diff > 0 if higher else c.mean_diff < 0
+            separation[col] = c.p if favours_best else 1.0
     return separation
 
 
@@ -202,10 +269,10 @@ def _display(df: pd.DataFrame, family: tuple[str, ...],
     """Plain-text cells of one metric family and the mask of cells to set in bold.
 
     A metric cell is ``mean ± std`` over runs, ``*`` when ``<col>_p_holm`` < :data:`ALPHA`
-    (the row differs from its reference row), then `` (paper x)`` only for the
-    paper-compatible metrics in :data:`PAPER_BESIDE`. The best mean of a column is bold when
-    it differs from the runner-up (``separation[col]`` < ALPHA), or, without ``separation``,
-    always.
+    (the row differs from its table reference row; DSC and HD only), then `` (paper x)`` only
+    for the paper-compatible metrics in :data:`PAPER_BESIDE`. The best mean of a column is
+    bold when ``separation[col]`` < ALPHA (it differs from the runner-up, in its favour), or,
+    without ``separation``, always.
     """
     label_cols = [c for c in _LABELS if c in df]
     text = df[label_cols].astype(str).reset_index(drop=True)
@@ -302,13 +369,13 @@ TITLES = {
     "table5": "Table V. IMAN on other segmentation frameworks",
 }
 CAPTIONS = {
-    "standard": "Standard metrics, test split, mean ± std over seeds: DSC of the mask "
-                "thresholded at 0.5, boundary Hausdorff HD and HD95 in mm, at the original "
-                "image size. The paper printed no values of this family.",
-    "compatible": "Paper-compatible metrics, test split, mean ± std over seeds (printed paper "
-                  "value): soft Dice on the probabilities and the authors' row-vector "
-                  "Hausdorff distance (row-HD, working size, no unit), computed as the "
-                  "paper's Tables I–V were.",
+    "standard": "Standard metrics, test split, mean ± std over runs (seeds × folds): DSC "
+                "of the mask thresholded at 0.5, boundary Hausdorff HD and HD95 in mm, at "
+                "the original image size. The paper printed no values of this family.",
+    "compatible": "Paper-compatible metrics, test split, mean ± std over runs (seeds × "
+                  "folds) (printed paper value): soft Dice on the probabilities and the "
+                  "authors' row-vector Hausdorff distance (row-HD, working size, no unit), "
+                  "computed as the paper's Tables I–V were.",
 }
 _STYLE = ("body{font-family:sans-serif;margin:16px}"
           "table{border-collapse:collapse;margin:4px 0 20px}"
@@ -333,9 +400,13 @@ def legend(separation: dict[str, float] | None) -> str:
     if separation is None:
         return "Bold: best mean of the column."
     ns = sorted(c for c, p in separation.items() if p >= ALPHA)
-    text = (f"Bold: best mean of the column and different from the runner-up (paired "
-            f"Wilcoxon signed-rank over test cases, p < {ALPHA}). *: Holm-adjusted p < "
-            f"{ALPHA} against the table's reference row (stats.csv).")
+    text = (f"Bold: best mean of the column, different from the runner-up (two-sided paired "
+            f"sign-flip permutation test of the mean difference over the test cases, "
+            f"p < {ALPHA}, uncorrected) with the paired mean difference in its favour. "
+            f"*: Holm-adjusted p < {ALPHA} (same test; Holm within the table, modality and "
+            f"metric) against the row's table reference row (column reference; stats.csv "
+            f"rows with primary = True); DSC and HD (mm) columns only. mean ± std: over runs "
+            f"(seeds × folds); n_cases: distinct test cases.")
     if ns:
         text += (" n.s. (no bold): the best of " + ", ".join(ns)
                  + " is not significantly different from the runner-up.")
@@ -370,8 +441,8 @@ def write_table(table: str, df: pd.DataFrame, out_stem: Path,
     """Write ``{stem}.csv`` and, for both metric families, ``.md``, ``.tex`` and ``.html``.
 
     ``separation`` (:func:`add_significance`): bold only where the best differs from the
-    runner-up; without it the best mean is bold. ``init`` (:func:`init_note`) follows the
-    legend.
+    runner-up in its favour; without it the best mean is bold. ``init`` (:func:`init_note`)
+    follows the legend.
     """
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     csv, md, tex, page = (out_stem.with_suffix(s) for s in (".csv", ".md", ".tex", ".html"))
