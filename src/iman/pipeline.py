@@ -36,12 +36,13 @@ def node_protocol(cfg: dict[str, Any], node: Node) -> dict[str, Any]:
     """
     from iman.config import method_train
     from iman.models import get_entry
-    from iman.weights import resolve
+    from iman.weights import resolve, weights_key
 
     spec = parse_name(node.run)
     entry = get_entry(spec.method)
     init = resolve(cfg["model"], spec.method, spec.variant)
-    rgb = 3 if init.norm == "imagenet" else 1  # ImageNet input: every grey channel → RGB
+    rgb = 3 if init.rgb else 1  # pretrained input: every grey channel → RGB
+    weights, weights_sha256 = weights_key(init)  # content-keyed: moving the cache retrains nothing
     in_channels = {m: rgb * (1 if m == "us" else int(spec.T or 1))
                    for m in entry.consumed(node.modality)}
     t = method_train(cfg, spec.method)
@@ -50,7 +51,7 @@ def node_protocol(cfg: dict[str, Any], node: Node) -> dict[str, Any]:
         "model": spec.method, "variant": spec.variant, "in_channels": in_channels,
         "img_size": cfg["data"]["size"],
         "injection": spec.injection if entry.gates_skips else "input_channel",
-        "weights": init.path, "norm": init.norm,
+        "weights": weights, "weights_sha256": weights_sha256, "norm": init.norm,
         "max_epochs": t["max_epochs"], "min_epochs": t["min_epochs"],
         "batch_size": t["batch_size"], "lr": lr, "min_lr": min(t["min_lr"], lr),
         "weight_decay": t["weight_decay"], "patience": t["patience"],
@@ -63,8 +64,13 @@ def node_protocol(cfg: dict[str, Any], node: Node) -> dict[str, Any]:
 def train_config(protocol: dict[str, Any], node: Node, threads: int = 1):
     """The :class:`~iman.train.TrainConfig` of one node from its protocol."""
     from iman.train import TrainConfig
+    from iman.weights import locate
 
-    return TrainConfig(**protocol, threads=threads,
+    fields = dict(protocol)
+    digest = fields.pop("weights_sha256", None)
+    if fields.get("weights"):  # a cache file name (or a config path) → the file, digest-checked
+        fields["weights"] = str(locate(fields["weights"], digest))
+    return TrainConfig(**fields, threads=threads,
                        meta={"run": node.run, "modality": node.modality, "loop": node.loop})
 
 

@@ -18,11 +18,12 @@ from iman.experiments import (
     parse_name,
     table_comparisons,
     table_specs,
+    used_models,
 )
 from iman.paths import Paths
 from iman.pipeline import node_protocol
 from iman.steps import node_key
-from iman.weights import resolve as resolve_weights
+from iman.weights import WeightsError, check_once
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -82,15 +83,22 @@ def all_frame_files() -> list[str]:
 
 
 def get_train_inputs(wildcards) -> dict[str, str]:
-    """Data files, the local weight file, warm-start weights and margins for loops >= 1."""
+    """Data files, warm-start weights and margins for loops >= 1.
+
+    The pretrained weight file is not an input (the node is keyed on its content digest,
+    a param): the first untrained node checks every file the run needs, once, so targets
+    without training never need weights and a run that does stops before its first job.
+    """
     node = wc_node(wildcards)
     spec = parse_name(node.run)
+    if not os.path.exists(P.node_file(node, "provenance.json")):
+        try:
+            check_once(config["model"], used_models(config))
+        except WeightsError as err:
+            raise WorkflowError(str(err)) from None
     inputs = {"manifest": P.manifest, "cache": P.cache_dir, "splits": P.splits}
     if spec.T is not None:
         inputs["frames"] = P.frames(spec.T, spec.step, spec.strategy)
-    weights = resolve_weights(config["model"], spec.method, spec.variant).path
-    if weights:
-        inputs["weights"] = weights
     if node.loop >= 1:
         inputs["init"] = P.node_file(parent_node(node), "best.pt")
     source = margin_source(node)
