@@ -689,7 +689,8 @@ def forest_plot(stats_csv: Path | str, out_stem: Path | str, *, metric: str = "s
         ax.set_yticks(y, [f"{r} vs {ref} (n={int(n)})" for r, ref, n in
                           zip(sub["row"], sub["reference"], sub["n_cases"])], fontsize=6)
         ax.set_title(f"{table} {_MOD_LABEL[modality]}", fontsize=8, loc="left")
-    axes[-1].set_xlabel(f"paired difference in {metric} (row − reference), 95 % bootstrap CI")
+    axes[-1].set_xlabel(f"paired difference in {metric} (row − reference), 95 % CI "
+                        "(inverted sign-flip test)")
     fig.legend(handles=[Line2D([], [], marker="o", ls="", color="#d62728",
                                label=f"Holm p < {alpha}"),
                         Line2D([], [], marker="o", ls="", markerfacecolor="white",
