@@ -1,4 +1,5 @@
-"""Rule table_stats: paired comparisons of one table's rows (Wilcoxon, Holm, bootstrap CI)."""
+"""Rule table_stats: paired comparisons of one table's rows (sign-flip test, its inverted
+interval, Holm)."""
 
 from pathlib import Path
 
