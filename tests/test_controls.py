@@ -242,3 +242,14 @@ def test_case_gates_by_hand() -> None:
     assert g["lesion_gate"] == pytest.approx(12 / 16)
     assert g["lesion_blocked"] == pytest.approx(4 / 16)
     assert g["boundary_gate"] == pytest.approx(1.0)
+
+
+def test_the_table_says_what_its_control_rows_are() -> None:
+    from iman.tables import controls_note
+
+    df = pd.DataFrame({"mmg": [0, 0, 1, 1, 1], "itp": [0, 1, 1, 1, 1],
+                       "modal_fusion": [0, 0, 1, "oracle", "mismatched"]})
+    note = controls_note(df)
+    assert "epoch-matched" in note and "ground-truth" in note and "different patient" in note
+    assert controls_note(df.iloc[[0, 2]]) == ""
+    assert controls_note(pd.DataFrame({"method": ["unet"]})) == ""

@@ -413,6 +413,28 @@ def legend(separation: dict[str, float] | None) -> str:
     return text
 
 
+def controls_note(df: pd.DataFrame) -> str:
+    """What the control rows of an ablation table are (empty when it has none)."""
+    if "modal_fusion" not in df:
+        return ""
+    fusion = df["modal_fusion"].astype(str)
+    parts = []
+    if ((df["mmg"].astype(str) == "0") & (df["itp"].astype(str) == "1")).any():
+        parts.append("mmg=0 itp=1: the epoch-matched control (the baseline continued for the "
+                     "same loops, warm starts and LR restarts, no margins)")
+    if (fusion == "oracle").any():
+        parts.append("modal_fusion=oracle: IMAN's loops on margins made by the MMG from the "
+                     "other modality's ground-truth mask, in training and test (a positive "
+                     "control and diagnostic upper bound)")
+    if (fusion == "mismatched").any():
+        parts.append("modal_fusion=mismatched: IMAN's loops on the other modality's predicted "
+                     "margins of a different patient (a negative control)")
+    if not parts:
+        return ""
+    return ("Controls (not in the paper, not methods; never used by iman predict): "
+            + "; ".join(parts) + ".")
+
+
 def init_note(rows: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> str:
     """How the rows' networks were initialised, read from their summaries' node records.
 
@@ -449,7 +471,7 @@ def write_table(table: str, df: pd.DataFrame, out_stem: Path,
     df.to_csv(csv, index=False)
     standard = _display(df, STANDARD, separation)
     compatible = _display(df, COMPATIBLE, separation)
-    note = " ".join(t for t in (legend(separation), init) if t)
+    note = " ".join(t for t in (legend(separation), controls_note(df), init) if t)
     md.write_text("\n\n".join([f"### {TITLES[table]}",
                                 CAPTIONS["standard"], _markdown(*standard),
                                 CAPTIONS["compatible"], _markdown(*compatible), note, ""]),
