@@ -169,7 +169,7 @@ def test_oracle_margins_are_the_mmg_of_each_ground_truth_mask(tmp_path: Path) ->
 
 
 def test_mismatched_margins_give_each_case_a_donor_of_its_subset(tmp_path: Path) -> None:
-    cache, manifest, _ = _tiny_cache(tmp_path)
+    _, manifest, _ = _tiny_cache(tmp_path)
     margins = {f"C{i:04d}": np.full((32, 32), i, np.float16) for i in range(8)}
     src = tmp_path / "margins.npz"
     np.savez(src, **margins)
