@@ -32,7 +32,7 @@ t0 = time.perf_counter()
 import torch
 from iman.data.dataset import CaseArrays
 from iman.models import get_entry
-from iman.train import TrainConfig, Trainer, predict_probs
+from iman.train import CheckpointFiles, TrainConfig, Trainer, predict_probs
 method = sys.argv[1]
 entry = get_entry(method)
 modality = entry.modalities[0]
@@ -46,7 +46,7 @@ cfg = TrainConfig(model=method, variant="demo", in_channels=channels, img_size=6
                   injection="gate_skips" if entry.gates_skips else "input_channel",
                   max_epochs=1, batch_size=4, seed=0, threads=1)
 with tempfile.TemporaryDirectory() as out:
-    trainer = Trainer(cfg, data, data, out)
+    trainer = Trainer(cfg, data, data, CheckpointFiles.in_dir(out))
     t1 = time.perf_counter()
     trainer.fit(progress=False)
     t2 = time.perf_counter()

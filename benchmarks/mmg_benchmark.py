@@ -32,7 +32,8 @@ import cv2
 import numpy as np
 import torch
 
-from iman.mmg import FILTERS, margin_mask, margin_mask_torch
+from iman.mmg import margin_mask, margin_mask_torch
+from iman.names import FILTERS
 
 ORIG_H, ORIG_W = 560, 460
 PLAIN_K, PLAIN_SIGMA = 15, 15.0

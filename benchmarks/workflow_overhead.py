@@ -20,17 +20,19 @@ import pandas as pd
 
 from iman.cost import collect_costs
 from iman.experiments import Node, parse_name
-from iman.paths import Paths, parse_node
+from iman.paths import NodeFiles, Paths, parse_node
 
 
 def overhead_table(results: Path) -> pd.DataFrame:
     """One row per training node: wall, epoch seconds, overhead, epochs, val DSC."""
     paths = Paths(str(results))
     benches = sorted(Path(paths.root).glob("benchmarks/train/**/*.tsv"))
-    histories = sorted(Path(paths.root).glob("runs/*/*/loop*/history.csv"))
+    folders = sorted(Path(paths.root).glob("runs/*/*/loop*"))
+    histories = [p for d in folders if (p := Path(NodeFiles(str(d)).history)).exists()]
+    records = [p for d in folders if (p := Path(NodeFiles(str(d)).provenance)).exists()]
     if not benches or not histories:
         raise SystemExit(f"no benchmarks/histories under {results}: run the workflow first")
-    df = collect_costs(benches, histories)
+    df = collect_costs(benches, histories, records)
     best = {parse_node(h): float(pd.read_csv(h)["val_dice"].max()) for h in histories}
     df["method"] = [parse_name(r).method for r in df["run"]]
     df["best_val_dsc"] = [best.get(Node(r, m, int(lp)), float("nan"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from iman.data.dataset import CaseArrays
-from iman.train import TrainConfig, Trainer
+from iman.train import CheckpointFiles, TrainConfig, Trainer
 
 
 def toy_data(n: int, seed: int) -> CaseArrays:
@@ -33,4 +33,5 @@ def config(epochs: int) -> TrainConfig:
 
 if __name__ == "__main__":
     out, epochs = Path(sys.argv[1]), int(sys.argv[2])
-    Trainer(config(epochs), toy_data(12, 0), toy_data(4, 1), out).fit(progress=False)
+    Trainer(config(epochs), toy_data(12, 0), toy_data(4, 1),
+            CheckpointFiles.in_dir(out)).fit(progress=False)

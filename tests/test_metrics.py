@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from iman.metrics import (
@@ -16,7 +15,6 @@ from iman.metrics import (
     row_hausdorff,
     soft_dice,
     standard_metrics,
-    summarize,
 )
 
 
@@ -175,23 +173,6 @@ def test_case_metrics_rejects_bad_input() -> None:
         case_metrics(np.zeros((4, 4)), np.zeros((4, 5)), np.zeros((8, 8)), 0.1)
     with pytest.raises(ValueError):
         case_metrics(np.zeros((4, 4)), np.zeros((4, 4)), np.zeros((8, 8)), 0.0)
-
-
-def test_summarize_mean_std_n() -> None:
-    df = pd.DataFrame(
-        {"case_id": ["a", "b", "c"], "std_dsc": [0.5, 0.7, 0.9], "paper_row_hd": [1.0, 1.0, 4.0]}
-    )
-    s = summarize(df)
-    assert s["n"] == 3
-    assert s["mean"] == {"std_dsc": pytest.approx(0.7), "paper_row_hd": pytest.approx(2.0)}
-    assert s["std"]["std_dsc"] == pytest.approx(0.2)  # sample std of 0.5, 0.7, 0.9
-    assert s["std"]["paper_row_hd"] == pytest.approx(math.sqrt(3.0))
-    single = summarize(df.iloc[:1])
-    assert single["std"]["std_dsc"] == 0.0
-    with pytest.raises(ValueError):
-        summarize(df.assign(std_dsc=[0.5, np.nan, 0.9]))
-    with pytest.raises(ValueError):
-        summarize(df.iloc[:0])
 
 
 def test_metric_columns_labels() -> None:

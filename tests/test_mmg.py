@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from iman.mmg import (
-    FILTERS,
     PAPER_KERNELS,
     ellipse_footprint,
     filter_size,
@@ -20,6 +19,7 @@ from iman.mmg import (
     margin_mask_torch,
     nearest_odd,
 )
+from iman.names import FILTERS
 
 
 def _ellipse(s: int, cy: float, cx: float, ry: float, rx: float) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from iman.names import per_case_key, summary_key
 from iman.steps import stats_table, table
 
 METRICS = ("std_dsc", "std_hd_mm", "std_hd95_mm", "paper_soft_dsc", "paper_row_hd")
@@ -72,11 +73,11 @@ def study(tmp_path: Path) -> dict:
         for seed in (0, 1):
             exp = exp_name(row, seed)
             write_experiment(root, exp, {"us": dsc, "ceus": dsc + 0.1}, seed)
-            per_case[exp] = root / exp / "per_case.csv"
+            per_case[per_case_key(exp)] = root / exp / "per_case.csv"
     # Table III: frames=1 and frames=3 read the same US node (identical US rows)
     for frames, ceus in ((1, BASE), (3, BASE + K)):
         write_experiment(root, f"t3_f{frames}", {"us": BASE + 0.05, "ceus": ceus})
-        per_case[f"t3_f{frames}"] = root / f"t3_f{frames}" / "per_case.csv"
+        per_case[per_case_key(f"t3_f{frames}")] = root / f"t3_f{frames}" / "per_case.csv"
     comparisons = [["table2", r, ref, [exp_name(r, 0), exp_name(r, 1)],
                     [exp_name(ref, 0), exp_name(ref, 1)]] for r, ref in COMP2]
     comparisons.append(["table3", "frames=3", "frames=1", ["t3_f3"], ["t3_f1"]])
@@ -159,12 +160,17 @@ def _cells(md: str, head: str) -> list[str]:
     raise KeyError(head)
 
 
+def _outs(stem: Path) -> list[Path]:
+    """The table rule's four outputs: csv, md, tex, html."""
+    return [stem.with_suffix(f".{ext}") for ext in ("csv", "md", "tex", "html")]
+
+
 def _table_files(root: Path, rows: list[tuple[dict, list[str]]], stats: Path) -> dict:
     files: dict[str, str | Path] = {"stats": stats}
     for _, exps in rows:
         for e in exps:
-            files[e] = root / e / "summary.json"
-            files[f"per_case:{e}"] = root / e / "per_case.csv"
+            files[summary_key(e)] = root / e / "summary.json"
+            files[per_case_key(e)] = root / e / "per_case.csv"
     return files
 
 
@@ -177,7 +183,7 @@ def test_star_comes_from_the_table_reference_comparison_only(study: dict,
         rows.append(({k: int(v) for k, v in labels.items()},
                      [exp_name(row, 0), exp_name(row, 1)]))
     table("table2", rows, _table_files(study["root"], rows, study["out"]),
-          tmp_path / "t2")
+          *_outs(tmp_path / "t2"))
     md = (tmp_path / "t2.md").read_text(encoding="utf-8")
     csv = pd.read_csv(tmp_path / "t2.csv")
     # IMAN: vs the baseline p_holm = 10/1024 (*), vs MMG+ITP 792/1024 (listed last)
@@ -209,10 +215,11 @@ def test_a_skewed_best_gets_no_bold(tmp_path: Path) -> None:
     comparisons = [["table1", "method=unet", "method=iman", ["unet"], ["iman"]],
                    ["table1", "method=fpn", "method=iman", ["fpn"], ["iman"]]]
     out = tmp_path / "stats.csv"
-    stats_table(comparisons, {e: root / e / "per_case.csv" for e in ("unet", "fpn", "iman")},
+    stats_table(comparisons,
+                {per_case_key(e): root / e / "per_case.csv" for e in ("unet", "fpn", "iman")},
                 out)
     rows = [({"method": m}, [m]) for m in ("unet", "fpn", "iman")]
-    table("table1", rows, _table_files(root, rows, out), tmp_path / "t1")
+    table("table1", rows, _table_files(root, rows, out), *_outs(tmp_path / "t1"))
     md = (tmp_path / "t1.md").read_text(encoding="utf-8")
     dsc = _cells(md, "US DSC ↑")
     mean = [float(c.strip("* ").split()[0]) for c in dsc]

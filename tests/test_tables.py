@@ -28,14 +28,19 @@ def test_loop_is_selected_by_validation_not_test(tmp_path: Path) -> None:
     nodes = [Node("r", "us", 1), Node("r", "us", 2)]
     files = [_metrics(tmp_path / "a.csv", val=0.9, test=0.5),
              _metrics(tmp_path / "b.csv", val=0.7, test=0.95)]
-    s = summarize_experiment("exp", nodes, files, tmp_path / "e" / "summary.json")
+    s, per_case = summarize_experiment("exp", nodes, files)
     assert s["branches"]["us"]["loop"] == 1  # best validation, although loop 2 tests better
     assert s["branches"]["us"]["test"]["std_dsc"]["mean"] == pytest.approx(0.5)
     # sample std (ddof=1) over the test cases 0.45 and 0.55
     assert s["branches"]["us"]["test"]["std_dsc"]["std"] == pytest.approx(math.sqrt(0.005))
-    assert json.loads((tmp_path / "e" / "summary.json").read_text()) == s
-    per_case = pd.read_csv(tmp_path / "e" / "per_case.csv")
+    assert json.loads(json.dumps(s)) == s  # plain JSON
     assert set(per_case["split"]) == {"test"} and set(per_case["loop"]) == {1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.csv"]  # writes nothing
+
+
+def _outs(stem: Path) -> list[Path]:
+    """The table rule's four outputs: csv, md, tex, html."""
+    return [stem.with_suffix(f".{ext}") for ext in ("csv", "md", "tex", "html")]
 
 
 def _summary(us: float | None, ceus: float | None) -> dict:
@@ -68,7 +73,7 @@ def test_table1_layout_paper_values_and_bold(tmp_path: Path) -> None:
     assert pd.isna(df.loc[1, "ceus_dsc"])  # US-only method: no CEUS cell
     assert df.loc[0, "paper_us_dsc"] == pytest.approx(0.7805)
     assert df.loc[2, "paper_ceus_dsc"] == pytest.approx(0.8116)
-    csv, md, tex, html = write_table("table1", df, tmp_path / "table1")
+    csv, md, tex, html = write_table("table1", df, *_outs(tmp_path / "table1"))
     assert [p.suffix for p in (csv, md, tex, html)] == [".csv", ".md", ".tex", ".html"]
     text = md.read_text(encoding="utf-8")
     assert "**0.7000 ± 0.1414** (paper 0.7805)" in text  # best US soft DSC in bold (tie-free)
@@ -92,7 +97,7 @@ def _one_seed_table() -> pd.DataFrame:
 
 def test_paper_values_stand_beside_the_compatible_family_only(tmp_path: Path) -> None:
     df = _one_seed_table()
-    _, md, _, html = write_table("table1", df, tmp_path / "t1")
+    _, md, _, html = write_table("table1", df, *_outs(tmp_path / "t1"))
     text = md.read_text(encoding="utf-8")
     # UNet: paper US DSC 0.7805, US HD 6.4727; IMAN: 0.8396, 6.1450 (Table I)
     assert _cells(text, "US soft DSC ↑") == ["0.6200 (paper 0.7805)",
@@ -116,7 +121,7 @@ def test_paper_values_stand_beside_the_compatible_family_only(tmp_path: Path) ->
 
 
 def test_best_cell_is_bold_in_md_tex_and_html(tmp_path: Path) -> None:
-    _, md, tex, html = write_table("table1", _one_seed_table(), tmp_path / "t1")
+    _, md, tex, html = write_table("table1", _one_seed_table(), *_outs(tmp_path / "t1"))
     assert "| **0.7100** " in md.read_text(encoding="utf-8")
     latex = tex.read_text(encoding="utf-8")
     assert r"\textbf{0.7100}" in latex and r"\textbf{0.7200} (paper 0.8396)" in latex
@@ -129,7 +134,7 @@ def test_latex_escapes_every_special_character(tmp_path: Path) -> None:
     summary = _summary(0.6, 0.5)
     df = build_table("table1", [({"method": "50% & $x_{1}#"}, [summary]),
                                 ({"method": r"a~b^c\d"}, [summary])])
-    _, md, tex, html = write_table("table1", df, tmp_path / "t1")
+    _, md, tex, html = write_table("table1", df, *_outs(tmp_path / "t1"))
     latex = tex.read_text(encoding="utf-8")
     assert r"50\% \& \$x\_\{1\}\#" in latex
     assert r"a\textasciitilde b\textasciicircum c\textbackslash d" in latex
@@ -181,7 +186,7 @@ def test_bold_only_where_the_best_differs_from_the_runner_up_and_stars_mark_holm
                           "metric": "std_dsc", "p_holm": [0.01, 0.4]})
     sep = add_significance(df, ["method=unet", "method=fpn", "method=iman"], clear, stats)
     assert sep["us_dsc"] == pytest.approx(2 / 2**8)  # all 8 differences favour the best
-    write_table("table1", df, tmp_path / "t1", sep)
+    write_table("table1", df, *_outs(tmp_path / "t1"), sep)
     md = (tmp_path / "t1.md").read_text()
     assert "**0.7" in md and "*: Holm-adjusted p < 0.05" in md
     assert md.count(" *") >= 1 and "0.5" in md
@@ -191,7 +196,7 @@ def test_bold_only_where_the_best_differs_from_the_runner_up_and_stars_mark_holm
                                  for m, r in zip(("unet", "fpn", "iman"), close)])
     sep2 = add_significance(df2, ["method=unet", "method=fpn", "method=iman"], close, None)
     assert sep2["us_dsc"] >= 0.05
-    write_table("table1", df2, tmp_path / "t2", sep2)
+    write_table("table1", df2, *_outs(tmp_path / "t2"), sep2)
     md2 = (tmp_path / "t2.md").read_text()
     best = f"{df2.loc[0, 'us_dsc']:.4f}"
     assert best in md2 and f"**{best}" not in md2  # the DSC best is not bold

@@ -6,11 +6,15 @@ Inputs (see docs/contracts.md):
   header ``s  h:m:s  max_rss  max_vms  max_uss  max_pss  io_in  io_out  mean_load  cpu_time``
   (memory in MB, ``NA`` when the job ended before the first sample; one row per repeat).
 * ``results/runs/{run}/{modality}/loop{loop}/history.csv``: ``epoch,train_loss,val_loss,
-  val_dice,lr,seconds``, and optionally ``device.txt`` beside it (``cpu`` or ``cuda:<name>``).
+  val_dice,lr,seconds``;
+* ``results/runs/{run}/{modality}/loop{loop}/provenance.json``: the node (``node``: run,
+  modality, loop) and the ``device`` it trained on (``cpu`` or ``cuda:<name>``).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -44,24 +48,31 @@ def _read_benchmark(path: Path) -> tuple[float, float]:
     return float(bench["s"].sum()), float(rss)
 
 
-def _read_history(path: Path) -> tuple[int, float, str]:
-    """(epochs run, summed epoch seconds, device) of one training history."""
+def _read_history(path: Path) -> tuple[int, float]:
+    """(epochs run, summed epoch seconds) of one training history."""
     hist = pd.read_csv(path)
     missing = {"epoch", "seconds"} - set(hist.columns)
     if missing:
         raise ValueError(f"{path}: not a training history (missing {sorted(missing)})")
     # a resumed job may repeat the epoch it was interrupted in: count each epoch once
     hist = hist.drop_duplicates("epoch", keep="last")
-    device_file = path.with_name("device.txt")
-    device = device_file.read_text().strip() if device_file.is_file() else "unknown"
-    return len(hist), float(hist["seconds"].sum()), device or "unknown"
+    return len(hist), float(hist["seconds"].sum())
 
 
-def collect_costs(benchmark_files: list[Path], histories: list[Path]) -> pd.DataFrame:
+def _read_device(path: Path) -> tuple[Key, str]:
+    """(node key, device) of one node's provenance record."""
+    record = json.loads(Path(path).read_text())
+    node = record["node"]
+    return (node["run"], node["modality"], int(node["loop"])), record.get("device") or "unknown"
+
+
+def collect_costs(benchmark_files: Sequence[Path], histories: Sequence[Path],
+                  provenances: Sequence[Path] = ()) -> pd.DataFrame:
     """One row per (run, modality, loop): wall seconds, max RSS MB, device, epochs run.
 
-    A node with a benchmark but no history (or the reverse) keeps NA in the missing columns;
-    ``train_seconds`` is the sum of the history's per-epoch ``seconds``.
+    A node with a benchmark but no history (or the reverse) keeps NA in the missing columns,
+    one without a provenance record the device ``unknown``; ``train_seconds`` is the sum of
+    the history's per-epoch ``seconds``.
     """
     rows: dict[Key, dict[str, object]] = {}
 
@@ -82,8 +93,11 @@ def collect_costs(benchmark_files: list[Path], histories: list[Path]) -> pd.Data
         key = node_key(Path(hist))
         if key in rows and not pd.isna(rows[key]["epochs"]):
             raise ValueError(f"two histories for {key}")
-        epochs, seconds, device = _read_history(Path(hist))
-        row(key).update(epochs=epochs, train_seconds=seconds, device=device)
+        epochs, seconds = _read_history(Path(hist))
+        row(key).update(epochs=epochs, train_seconds=seconds)
+    for record in provenances:
+        key, device = _read_device(Path(record))
+        row(key).update(device=device)
 
     df = pd.DataFrame([rows[k] for k in sorted(rows)], columns=COLUMNS)
     return df.astype({"loop": "Int64", "epochs": "Int64", "wall_seconds": "float64",

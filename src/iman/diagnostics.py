@@ -85,7 +85,7 @@ def diagnose(results: Path, experiments: Sequence[tuple[str, str]], baseline: st
                 margins = {k: npz[k] for k in npz.files}
             preds = None
             if source.node is not None:
-                with np.load(P.node_file(source.node, "pred.npz")) as npz:
+                with np.load(P.node(source.node).pred) as npz:
                     preds = {k: npz[k] for k in npz.files}
             donors = {}
             if source.kind == "mismatch":

@@ -6,7 +6,8 @@ branch's training, so identical training is shared between tables: loop 0 of eve
 experiment of a method is the single-modality baseline; a ``self`` loop depends only on its
 own branch's MMG setting; ``cross`` (IMAN) loops depend on both branches.
 
-Name grammar (one builder, one parser), fields joined by ``__``::
+Name grammar (one builder, one parser, the fields and enums of :mod:`iman.names`), fields
+joined by ``__``::
 
     {method}.{variant}__{injection}__{frames}__{routing}__us{k}{filter}__ceus{k}{filter}__L{loops}__seed{seed}[fold{fold}]
 
@@ -22,9 +23,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from iman.models import get_entry
+from iman.names import (
+    FRAMES_FIELD,
+    INJECTION_TAGS,
+    MMG_FIELD,
+    MODALITIES,
+    ROUTINGS,
+    SEED_FIELD,
+    STRATEGY_TAGS,
+    TABLES,
+)
 
 __all__ = [
-    "MODALITIES",
     "MarginSource",
     "Node",
     "Spec",
@@ -48,19 +58,10 @@ __all__ = [
     "used_models",
 ]
 
-MODALITIES = ("us", "ceus")
-ROUTINGS = ("none", "self", "cross", "oracle", "mismatch")
-"""Where a branch's margins come from in loops >= 1: none (the epoch-matched control), its own
-predictions (self), the other modality's predictions (cross, IMAN), and two diagnostics that
-are table rows, never methods: the other modality's ground truth (oracle, an upper bound) and
-the other modality's predictions for a different patient (mismatch, a negative control)."""
 FROM_OTHER = ("cross", "oracle", "mismatch")
 """Routings whose margins come from the other modality."""
 DIAGNOSTIC = ("oracle", "mismatch")
 """Routings that are controls: never used by ``iman predict``."""
-_INJ = {"gate_skips": "gate", "input_channel": "chan"}
-_FILTERS = ("none", "mean", "gaussian")
-_STRATEGIES = {"middle": "mid", "keyframes": "key"}
 
 
 @dataclass(frozen=True)
@@ -116,12 +117,12 @@ def _mmg_field(prefix: str, setting: tuple[int, str] | None) -> str:
 def _frames_field(spec: Spec) -> str:
     if spec.T is None:
         return "-"
-    return f"T{spec.T}s{spec.step}{_STRATEGIES[spec.strategy or 'middle']}"
+    return f"T{spec.T}s{spec.step}{STRATEGY_TAGS[spec.strategy or 'middle']}"
 
 
 def experiment_name(spec: Spec) -> str:
     """Readable, deterministic name; ``loops=None`` gives a run name (no ``L`` field)."""
-    fields = [f"{spec.method}.{spec.variant}", _INJ[spec.injection], _frames_field(spec),
+    fields = [f"{spec.method}.{spec.variant}", INJECTION_TAGS[spec.injection], _frames_field(spec),
               spec.routing, _mmg_field("us", spec.mmg_us), _mmg_field("ceus", spec.mmg_ceus)]
     if spec.loops is not None:
         fields.append(f"L{spec.loops}")
@@ -131,9 +132,9 @@ def experiment_name(spec: Spec) -> str:
 
 run_name = experiment_name
 
-_MMG_RE = re.compile(r"^(us|ceus)(\d+)(none|mean|gaussian)$")
-_FRAMES_RE = re.compile(r"^T(\d+)s(\d+)(mid|key)$")
-_SEED_RE = re.compile(r"^seed(\d+)(?:fold(\d+))?$")
+_MMG_RE = re.compile(f"^{MMG_FIELD}$")
+_FRAMES_RE = re.compile(f"^{FRAMES_FIELD}$")
+_SEED_RE = re.compile(f"^{SEED_FIELD}$")
 
 
 def parse_name(name: str) -> Spec:
@@ -142,14 +143,16 @@ def parse_name(name: str) -> Spec:
     if len(parts) not in (7, 8):
         raise ValueError(f"not an experiment or run name: {name!r}")
     method, _, variant = parts[0].partition(".")
-    inj = {v: k for k, v in _INJ.items()}[parts[1]]
+    inj = {v: k for k, v in INJECTION_TAGS.items()}[parts[1]]
+    if parts[3] not in ROUTINGS:
+        raise ValueError(f"bad routing field {parts[3]!r} in {name!r}; one of {ROUTINGS}")
     T = step = strategy = None
     if parts[2] != "-":
         m = _FRAMES_RE.match(parts[2])
         if not m:
             raise ValueError(f"bad frames field {parts[2]!r} in {name!r}")
         T, step = int(m[1]), int(m[2])
-        strategy = {v: k for k, v in _STRATEGIES.items()}[m[3]]
+        strategy = {v: k for k, v in STRATEGY_TAGS.items()}[m[3]]
     mmg = {}
     for field in parts[4:6]:
         if field != "-":
@@ -332,9 +335,6 @@ def table_specs(cfg: dict[str, Any], table: str) -> list[tuple[dict[str, Any], l
     else:
         raise ValueError(f"unknown table {table!r}")
     return rows
-
-
-TABLES = ("table1", "table2", "table3", "table4", "table5")
 
 
 def all_table_nodes(cfg: dict[str, Any]) -> list[Node]:

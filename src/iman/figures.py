@@ -1,7 +1,7 @@
 """Figures of the reproduction, drawn only from saved files (restyling never retrains).
 
-Every public drawing function writes ``{out_stem}.png`` (Agg, :data:`DPI` dots per inch) and
-``{out_stem}.pdf`` and returns both paths. Figures are built on :class:`matplotlib.figure.Figure`
+Every public drawing function writes the ``png`` (Agg, :data:`DPI` dots per inch) and the
+``pdf`` it is given and returns both paths. Figures are built on :class:`matplotlib.figure.Figure`
 objects (no pyplot state, no global backend switch) with a fixed size in inches and no tight
 bounding box, so a PNG is exactly ``round(width_in * DPI) × round(height_in * DPI)`` pixels;
 PDF metadata carry no creation date, so repeated runs give identical files.
@@ -28,6 +28,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import ConnectionPatch, Patch, Rectangle
 
+from iman.names import FILTERS, MODALITIES
+
 __all__ = [
     "DPI",
     "GT_COLOUR",
@@ -52,13 +54,11 @@ LEGEND_IN: Final = 0.4
 GT_COLOUR: Final = "#00ff00"
 PRED_COLOUR: Final = "#ff00ff"
 THRESHOLD: Final = 0.5
-MODALITIES: Final = ("us", "ceus")
 _MOD_LABEL: Final = {"us": "US", "ceus": "CEUS"}
 _MISSING: Final = "—"
 _STYLE: Final = {"font.size": 7, "axes.titlesize": 7, "axes.labelsize": 7,
                  "legend.fontsize": 7, "xtick.labelsize": 6, "ytick.labelsize": 6,
                  "pdf.fonttype": 42}
-_FILTER_ORDER: Final = ("none", "mean", "gaussian")
 _DSC_COLUMNS: Final = ("std_dsc", "dsc", "paper_soft_dsc")
 _VIOLIN_COLOUR: Final = "#cfe2f3"
 
@@ -85,11 +85,11 @@ def _new_figure(width_in: float, height_in: float) -> Figure:
     return Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
 
 
-def _save(fig: Figure, out_stem: Path | str) -> tuple[Path, Path]:
-    """Write ``{out_stem}.png`` and ``{out_stem}.pdf`` deterministically."""
-    stem = Path(out_stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    png, pdf = Path(f"{stem}.png"), Path(f"{stem}.pdf")
+def _save(fig: Figure, png: Path | str, pdf: Path | str) -> tuple[Path, Path]:
+    """Write the figure to ``png`` and ``pdf`` deterministically."""
+    png, pdf = Path(png), Path(pdf)
+    for path in (png, pdf):
+        path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=DPI, metadata={"Software": None})
     fig.savefig(pdf, dpi=DPI, metadata={"CreationDate": None, "Creator": None,
                                         "Producer": None})
@@ -224,7 +224,7 @@ def pick_cases(per_case_df: pd.DataFrame, n: int = 4, *, metric: str | None = No
 @_styled
 def qualitative_grid(cases: Mapping[str, Path | str | Mapping[str, Any]] | Sequence[Path | str],
                      methods: Mapping[str, Mapping[str, ArraySource]],
-                     out_stem: Path | str, *, threshold: float = THRESHOLD
+                     png: Path | str, pdf: Path | str, *, threshold: float = THRESHOLD
                      ) -> tuple[Path, Path]:
     """Fig. 3: one column per method, US rows for every case, then CEUS rows (middle frame).
 
@@ -258,12 +258,12 @@ def qualitative_grid(cases: Mapping[str, Path | str | Mapping[str, Any]] | Seque
         if len(data) and nrows > len(data):
             axes[len(data), k].set_title(title)
     _contour_legend(fig)
-    return _save(fig, out_stem)
+    return _save(fig, png, pdf)
 
 
 @_styled
 def margin_pathway(case_id: str, cache_npz: Path | str | Mapping[str, Any],
-                   loops: list[dict[str, ArraySource]], out_stem: Path | str, *,
+                   loops: list[dict[str, ArraySource]], png: Path | str, pdf: Path | str, *,
                    threshold: float = THRESHOLD) -> tuple[Path, Path]:
     """The 'X' pathway of one case: columns are loops 0..L, rows the four stages.
 
@@ -312,7 +312,7 @@ def margin_pathway(case_id: str, cache_npz: Path | str | Mapping[str, Any],
     arrow = Line2D([], [], color="#1f77b4", lw=1, marker=">", markersize=4,
                    label="prediction → MMG → margin of the other branch")
     _contour_legend(fig, [arrow])
-    return _save(fig, out_stem)
+    return _save(fig, png, pdf)
 
 
 def _history(paths: Sequence[Path | str]) -> list[pd.DataFrame]:
@@ -328,7 +328,8 @@ def _history(paths: Sequence[Path | str]) -> list[pd.DataFrame]:
 
 
 @_styled
-def training_curves(histories: Mapping[str, Sequence[Path | str]], out_stem: Path | str, *,
+def training_curves(histories: Mapping[str, Sequence[Path | str]], png: Path | str,
+                    pdf: Path | str, *,
                     figsize: tuple[float, float] | None = None) -> tuple[Path, Path]:
     """Training/validation loss and validation DSC per epoch, loops concatenated.
 
@@ -376,7 +377,7 @@ def training_curves(histories: Mapping[str, Sequence[Path | str]], out_stem: Pat
     handles = [Line2D([], [], color=c, ls=ls, lw=1.5, label=lab) for c, ls, lab in styles.values()]
     handles.append(Line2D([], [], color="#888888", ls=":", lw=1, label="loop boundary"))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
-    return _save(fig, out_stem)
+    return _save(fig, png, pdf)
 
 
 def _num(value: Any) -> float:
@@ -418,7 +419,8 @@ def _kernel_key(value: str) -> tuple[int, float, str]:
 
 
 @_styled
-def table4_heatmap(table4_csv: Path | str, out_stem: Path | str, *, metric: str = "soft_dsc",
+def table4_heatmap(table4_csv: Path | str, png: Path | str, pdf: Path | str, *,
+                   metric: str = "soft_dsc",
                    figsize: tuple[float, float] = (10.0, 4.8)) -> tuple[Path, Path]:
     """Table IV as kernel × filter heatmaps (one per modality) of the reproduced ``metric``.
 
@@ -432,7 +434,7 @@ def table4_heatmap(table4_csv: Path | str, out_stem: Path | str, *, metric: str 
     df["kernel"] = df["kernel"].fillna("none").astype(str)
     df["filter"] = df["filter"].fillna("none").astype(str)
     kernels = sorted(df["kernel"].unique(), key=_kernel_key)
-    filters = [f for f in _FILTER_ORDER if f in set(df["filter"])]
+    filters = [f for f in FILTERS if f in set(df["filter"])]
     filters += sorted(set(df["filter"]) - set(filters))
     higher = metric.endswith("dsc")
     cmap = mpl.colormaps["viridis" if higher else "viridis_r"]
@@ -492,7 +494,7 @@ def table4_heatmap(table4_csv: Path | str, out_stem: Path | str, *, metric: str 
                         Patch(fill=False, ec="#555555", lw=1.5, ls="--", label="best in paper"),
                         Patch(fc="#dddddd", label="not reproduced (—)")],
                loc="outside lower center", ncols=3, frameon=False)
-    return _save(fig, out_stem)
+    return _save(fig, png, pdf)
 
 
 def _setting_labels(df: pd.DataFrame) -> list[str]:
@@ -527,7 +529,7 @@ def _bar_limits(lo: float, hi: float, bounded: bool) -> tuple[float, float]:
 
 
 @_styled
-def ablation_bars(table_csv: Path | str, out_stem: Path | str, *,
+def ablation_bars(table_csv: Path | str, png: Path | str, pdf: Path | str, *,
                   metrics: Sequence[str] = ("soft_dsc", "row_hd"),
                   figsize: tuple[float, float] | None = None) -> tuple[Path, Path]:
     """Table II / V ablations as grouped bars with std-over-seeds error bars.
@@ -581,11 +583,12 @@ def ablation_bars(table_csv: Path | str, out_stem: Path | str, *,
     handles.append(Line2D([], [], color="black", lw=1.5, label="paper value"))
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6),
                frameon=False)
-    return _save(fig, out_stem)
+    return _save(fig, png, pdf)
 
 
 @_styled
-def dsc_distribution(per_case: Mapping[str, pd.DataFrame], out_stem: Path | str, *,
+def dsc_distribution(per_case: Mapping[str, pd.DataFrame], png: Path | str,
+                     pdf: Path | str, *,
                      metric: str | None = None, split: str = "test",
                      figsize: tuple[float, float] | None = None) -> tuple[Path, Path]:
     """Per-case test DSC per method (seaborn violin + box + points), one panel per modality.
@@ -652,11 +655,12 @@ def dsc_distribution(per_case: Mapping[str, pd.DataFrame], out_stem: Path | str,
                         Line2D([], [], ls="", marker="o", color="#1f4e79", ms=3,
                                label="one test case")],
                loc="outside lower center", ncols=5, frameon=False)
-    return _save(fig, out_stem)
+    return _save(fig, png, pdf)
 
 
 @_styled
-def forest_plot(stats_csv: Path | str, out_stem: Path | str, *, metric: str = "std_dsc",
+def forest_plot(stats_csv: Path | str, png: Path | str, pdf: Path | str, *,
+                metric: str = "std_dsc",
                 alpha: float = 0.05) -> tuple[Path, Path]:
     """Paired differences (row − reference) with their CIs: one panel per table × modality.
 
@@ -696,4 +700,4 @@ def forest_plot(stats_csv: Path | str, out_stem: Path | str, *, metric: str = "s
                         Line2D([], [], marker="o", ls="", markerfacecolor="white",
                                color="#444444", label="not significant")],
                loc="outside lower center", ncols=2, frameon=False)
-    return _save(fig, out_stem)
+    return _save(fig, png, pdf)

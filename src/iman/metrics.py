@@ -44,7 +44,6 @@ from typing import Final
 
 import cv2
 import numpy as np
-import pandas as pd
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
@@ -59,7 +58,6 @@ __all__ = [
     "row_hausdorff",
     "soft_dice",
     "standard_metrics",
-    "summarize",
 ]
 
 THRESHOLD: Final = 0.5
@@ -202,26 +200,3 @@ def case_metrics(
     out = standard_metrics(p_orig >= THRESHOLD, mo > 0, float(spacing_mm))
     out.update(paper_metrics(p, mw > 0))
     return {k: float(out[k]) for k in METRIC_COLUMNS}
-
-
-def summarize(df: pd.DataFrame) -> dict[str, object]:
-    """Mean and sample standard deviation (ddof = 1) of every metric column in ``df``.
-
-    Columns of ``df`` that are not in :data:`METRIC_COLUMNS` (case ids, split) are ignored.
-    Returns ``{"n": n, "mean": {col: v}, "std": {col: v}}``; with one case the std is 0.0.
-    Raises on an empty frame or a NaN in a metric column rather than averaging it away.
-    """
-    cols = [c for c in METRIC_COLUMNS if c in df.columns]
-    if len(df) == 0 or not cols:
-        raise ValueError("summarize needs at least one row and one metric column")
-    values = df[cols].astype(float)
-    if values.isna().any().any():
-        bad = values.columns[values.isna().any()].tolist()
-        raise ValueError(f"NaN in metric columns {bad}")
-    n = len(values)
-    std = values.std(ddof=1) if n > 1 else values.iloc[0] * 0.0
-    return {
-        "n": n,
-        "mean": {c: float(values[c].mean()) for c in cols},
-        "std": {c: float(std[c]) for c in cols},
-    }

@@ -51,12 +51,13 @@ from typing import TYPE_CHECKING, Final
 import cv2
 import numpy as np
 
+from iman.names import FILTERS
+
 if TYPE_CHECKING:  # torch is imported where it is used: the CPU margin rule never loads it
     import pandas as pd
     import torch
 
 __all__ = [
-    "FILTERS",
     "FILTER_PX_AT_320",
     "PAPER_KERNELS",
     "band_torch",
@@ -71,7 +72,6 @@ __all__ = [
     "original_sizes",
 ]
 
-FILTERS: Final = ("none", "mean", "gaussian")
 PAPER_KERNELS: Final = (50, 75, 100, 125)
 FILTER_PX_AT_320: Final = 75
 

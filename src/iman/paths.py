@@ -1,7 +1,9 @@
 """The one path grammar of the workflow's results (results, logs and benchmarks mirror it).
 
-Rules, scripts, ``iman predict``, figures and the tests all build file names here; nothing
-else spells a results path. Methods take plain values, so the rules can pass wildcard
+The rules, ``iman predict``, the diagnostics and the workflow tests build file names here;
+nothing else in ``src/`` or ``workflow/`` spells a results path or a node's file name. A rule
+passes every file it declares to the function that writes it, so the library never derives
+one output's name from another's. Methods take plain values, so the rules can pass wildcard
 patterns (``"{run}"``) where a job's values go.
 """
 
@@ -9,15 +11,75 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from iman.experiments import MarginSource, Node
 
-__all__ = ["Paths", "case_file", "parse_node"]
+__all__ = ["NodeFiles", "Paths", "case_file", "parse_node"]
 
 
 def case_file(cache_dir: str | Path, case_id: str) -> Path:
     """One case's cached arrays inside a cache folder (the workflow's or a predict run's)."""
     return Path(cache_dir) / f"{case_id}.npz"
+
+
+@dataclass(frozen=True)
+class NodeFiles:
+    """The files of one training node, inside its folder (:meth:`Paths.node`).
+
+    The train rule writes ``best``, ``last``, ``history``, ``pred`` and ``provenance``;
+    ``resume`` is the trainer's resumable state, deliberately not a rule output (Snakemake
+    deletes a failed job's outputs, and a preempted job must find it); the evaluate rule
+    writes ``metrics``.
+    """
+
+    folder: str
+
+    BEST: ClassVar[str] = "best.pt"
+    LAST: ClassVar[str] = "last.pt"
+    RESUME: ClassVar[str] = "resume.pt"
+    HISTORY: ClassVar[str] = "history.csv"
+    PRED: ClassVar[str] = "pred.npz"
+    PROVENANCE: ClassVar[str] = "provenance.json"
+    METRICS: ClassVar[str] = "metrics.csv"
+
+    def _file(self, name: str) -> str:
+        return f"{self.folder}/{name}"
+
+    @property
+    def best(self) -> str:
+        """Weights of the epoch with the lowest validation loss."""
+        return self._file(self.BEST)
+
+    @property
+    def last(self) -> str:
+        """Weights of the last epoch."""
+        return self._file(self.LAST)
+
+    @property
+    def resume(self) -> str:
+        """Resumable training state (not a rule output)."""
+        return self._file(self.RESUME)
+
+    @property
+    def history(self) -> str:
+        """One row per epoch: losses, validation DSC, learning rate, seconds."""
+        return self._file(self.HISTORY)
+
+    @property
+    def pred(self) -> str:
+        """Probabilities of every case, predicted with the best weights."""
+        return self._file(self.PRED)
+
+    @property
+    def provenance(self) -> str:
+        """Protocol, device, training summary and environment of the node."""
+        return self._file(self.PROVENANCE)
+
+    @property
+    def metrics(self) -> str:
+        """Per-case metrics of the node's val and test cases."""
+        return self._file(self.METRICS)
 
 
 @dataclass(frozen=True)
@@ -42,10 +104,6 @@ class Paths:
         """One validated ``.npz`` per case at the working resolution."""
         return f"{self.data_dir}/cache"
 
-    def case_cache(self, case_id: str) -> Path:
-        """The cached arrays of one case."""
-        return case_file(self.cache_dir, case_id)
-
     @property
     def splits(self) -> str:
         """The persisted split."""
@@ -65,9 +123,9 @@ class Paths:
         """Folder of one trained node (checkpoints, predictions, margins, metrics)."""
         return f"{self.root}/runs/{node.run}/{node.modality}/loop{node.loop}"
 
-    def node_file(self, node: Node, name: str) -> str:
-        """A file inside a node's folder."""
-        return f"{self.node_dir(node)}/{name}"
+    def node(self, node: Node) -> NodeFiles:
+        """The files of one trained node."""
+        return NodeFiles(self.node_dir(node))
 
     @staticmethod
     def margins_name(kernel: int | str, filt: str) -> str:
@@ -76,15 +134,15 @@ class Paths:
 
     def margins(self, node: Node, kernel: int | str, filt: str) -> str:
         """Margins made from ``node``'s predictions with one MMG setting."""
-        return self.node_file(node, self.margins_name(kernel, filt))
+        return f"{self.node_dir(node)}/{self.margins_name(kernel, filt)}"
 
     def mismatched_margins(self, node: Node, kernel: int | str, filt: str) -> str:
         """``node``'s margins with each case given another patient's (mismatched control)."""
-        return self.node_file(node, f"mismatched_k{kernel}_{filt}.npz")
+        return f"{self.node_dir(node)}/mismatched_k{kernel}_{filt}.npz"
 
     def mismatch_donors(self, node: Node, kernel: int | str, filt: str) -> str:
         """Case → donor case map of :meth:`mismatched_margins`."""
-        return self.node_file(node, f"mismatched_k{kernel}_{filt}_donors.json")
+        return f"{self.node_dir(node)}/mismatched_k{kernel}_{filt}_donors.json"
 
     def oracle_margins(self, modality: str, kernel: int | str, filt: str) -> str:
         """Margins made from the ground-truth ``modality`` masks (oracle control)."""
@@ -145,11 +203,6 @@ class Paths:
         """Code version, package versions and host of the run."""
         return f"{self.root}/provenance.json"
 
-    @property
-    def report(self) -> str:
-        """The Snakemake HTML report."""
-        return f"{self.root}/report.html"
-
     # ---- logs and benchmarks ---------------------------------------------------------
     def log(self, *parts: str) -> str:
         """A job's log file, ``logs/<parts...>.log``."""
@@ -161,14 +214,15 @@ class Paths:
 
 
 def parse_node(path: str | Path) -> Node:
-    """The node of a benchmark TSV or a node file (``history.csv``) path: the inverse of
-    :meth:`Paths.benchmark` and :meth:`Paths.node_file`.
+    """The node of a benchmark TSV or a node's history path: the inverse of
+    :meth:`Paths.benchmark` and :attr:`NodeFiles.history`.
 
     Benchmarks: ``.../benchmarks/train/{run}/{modality}/loop{l}.tsv``; histories:
-    ``.../runs/{run}/{modality}/loop{l}/history.csv``. A run name may contain ``/``.
+    ``.../runs/{run}/{modality}/loop{l}/history.csv``. The workflow's run names never hold
+    ``/`` (:data:`iman.names.RUN_RE`); for paths of other origin the nearest anchor wins.
     """
     parts = list(Path(path).parts)
-    if parts[-1] == "history.csv":
+    if parts[-1] == NodeFiles.HISTORY:
         anchor: tuple[str, ...] = ("runs",)
         parts = parts[:-1]
     else:

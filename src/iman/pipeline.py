@@ -18,6 +18,8 @@ from iman.paths import case_file
 if TYPE_CHECKING:
     import pandas as pd
 
+    from iman.train import CheckpointFiles
+
 __all__ = ["evaluate_node", "make_margins_node", "make_mismatched_margins",
            "make_oracle_margins", "node_protocol", "read_split", "train_config", "train_node"]
 
@@ -75,14 +77,15 @@ def train_config(protocol: dict[str, Any], node: Node, threads: int = 1):
 
 
 def train_node(protocol: dict[str, Any], node: Node, cache_dir: Path, splits_file: Path,
-               fold: int, frames_file: Path | None, out_dir: Path,
-               init_weights: Path | None = None, margins_file: Path | None = None,
-               margins_threshold: float | None = None, threads: int = 1,
-               progress: bool = True) -> dict[str, Any]:
-    """Train one branch/loop, then predict every case with its best weights (pred.npz).
+               fold: int, frames_file: Path | None, checkpoints: CheckpointFiles,
+               pred_out: Path, provenance_out: Path, init_weights: Path | None = None,
+               margins_file: Path | None = None, margins_threshold: float | None = None,
+               threads: int = 1, progress: bool = True) -> dict[str, Any]:
+    """Train one branch/loop (``checkpoints``), then predict every case with its best
+    weights (``pred_out``).
 
-    Also writes the node's ``provenance.json``: the protocol, the node, the device and the
-    environment (git commit, package versions) that produced it.
+    ``provenance_out`` records the protocol, the node, the device, the training summary and
+    the environment (git commit, package versions) that produced it.
     """
     import time
 
@@ -103,26 +106,24 @@ def train_node(protocol: dict[str, Any], node: Node, cache_dir: Path, splits_fil
     margins = load_margins(margins_file)
     load = lambda ids: load_cases(cache_dir, ids, inputs, node.modality, frames_file,  # noqa: E731
                                   margins, tcfg.norm)
-    trainer = Trainer(tcfg, load(split["train"]), load(split["val"]), out_dir, init_weights)
+    trainer = Trainer(tcfg, load(split["train"]), load(split["val"]), checkpoints, init_weights)
     clock["setup"], t0 = time.perf_counter() - t0, time.perf_counter()
     summary = trainer.fit(progress=progress)
     clock["fit"], t0 = time.perf_counter() - t0, time.perf_counter()
-    model, _ = build_from_checkpoint(out_dir / "best.pt", trainer.device)
+    model, _ = build_from_checkpoint(checkpoints.best, trainer.device)
     every = sorted(split["train"] + split["val"] + split["test"])
     probs = predict_probs(model, load(every), trainer.device, tcfg.batch_size, tcfg.amp)
-    np.savez_compressed(out_dir / "pred.npz",
-                        **{c: p.astype(np.float16) for c, p in zip(every, probs)})
+    np.savez_compressed(pred_out, **{c: p.astype(np.float16) for c, p in zip(every, probs)})
     clock["predict"] = time.perf_counter() - t0
     device = (trainer.device if trainer.device == "cpu"
               else f"cuda:{torch.cuda.get_device_name()}")
-    (out_dir / "device.txt").write_text(device)
     record = {"node": {"run": node.run, "modality": node.modality, "loop": node.loop},
               "protocol": protocol, "fold": fold, "device": device, "threads": threads,
               "margins": (None if margins_file is None else
                           {"file": margins_file.name, "threshold": margins_threshold}),
               "training": summary, "environment": environment(),
               "seconds": {k: round(v, 3) for k, v in clock.items()}}
-    (out_dir / "provenance.json").write_text(json.dumps(record, indent=1))
+    provenance_out.write_text(json.dumps(record, indent=1))
     return summary
 
 

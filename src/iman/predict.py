@@ -43,7 +43,7 @@ class PredictError(RuntimeError):
 
 
 def _node_ckpt(results: Path, run: str, modality: str, loop: int) -> Path:
-    return Path(Paths(str(results)).node_file(Node(run, modality, loop), "best.pt"))
+    return Path(Paths(str(results)).node(Node(run, modality, loop)).best)
 
 
 def _check(results: Path, experiment: str) -> tuple[Spec, dict]:

@@ -12,7 +12,6 @@ in bold). Restyling a table never retrains anything.
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -48,9 +47,10 @@ def table_modalities(table: str) -> tuple[str, ...]:
     return TABLE_MODALITIES.get(table, ("us", "ceus"))
 
 
-def summarize_experiment(name: str, nodes: list[Node], metric_files: list[Path],
-                         out_json: Path) -> dict[str, Any]:
-    """Pick each branch's loop by validation DSC; write summary.json and per_case.csv."""
+def summarize_experiment(name: str, nodes: list[Node], metric_files: list[Path]
+                         ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Pick each branch's loop by validation DSC: the summary and the chosen loops' test rows
+    (``modality`` and ``loop`` columns added). Reads the metric files, writes nothing."""
     branches: dict[str, Any] = {}
     per_case = []
     for modality in dict.fromkeys(n.modality for n in nodes):
@@ -76,10 +76,7 @@ def summarize_experiment(name: str, nodes: list[Node], metric_files: list[Path],
         per_case.append(test.assign(modality=modality, loop=chosen))
     summary = {"experiment": name, "selection": f"loop with best mean validation {SELECT_BY}",
                "branches": branches}
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(summary, indent=1))
-    pd.concat(per_case).to_csv(out_json.with_name("per_case.csv"), index=False)
-    return summary
+    return summary, pd.concat(per_case)
 
 
 def paper_values(table: str) -> pd.DataFrame:
@@ -458,16 +455,17 @@ def init_note(rows: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> str:
     return "Initialisation: " + "; ".join(parts) + "."
 
 
-def write_table(table: str, df: pd.DataFrame, out_stem: Path,
+def write_table(table: str, df: pd.DataFrame, csv: Path, md: Path, tex: Path, page: Path,
                 separation: dict[str, float] | None = None, init: str = "") -> list[Path]:
-    """Write ``{stem}.csv`` and, for both metric families, ``.md``, ``.tex`` and ``.html``.
+    """Write ``df`` to ``csv`` and, for both metric families, ``md``, ``tex`` and the
+    ``page`` (html).
 
     ``separation`` (:func:`add_significance`): bold only where the best differs from the
     runner-up in its favour; without it the best mean is bold. ``init`` (:func:`init_note`)
     follows the legend.
     """
-    out_stem.parent.mkdir(parents=True, exist_ok=True)
-    csv, md, tex, page = (out_stem.with_suffix(s) for s in (".csv", ".md", ".tex", ".html"))
+    for path in (csv, md, tex, page):
+        path.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(csv, index=False)
     standard = _display(df, STANDARD, separation)
     compatible = _display(df, COMPATIBLE, separation)

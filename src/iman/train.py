@@ -1,13 +1,13 @@
 """One trainer for every method, loop and modality; variants come from config.
 
 The loop is a short sequence of named hooks (``_train_epoch``, ``_validate``,
-``_checkpoint``, ``_should_stop``) around AdamW (``iman.optim``) with cosine annealing from
+``_checkpoint``, ``_should_stop``) around ``torch.optim.AdamW`` with cosine annealing from
 ``lr`` to ``min_lr``. A resumable checkpoint (model, optimizers, RNG states, history,
 early-stopping state) is written after an epoch once ``RESUME_EVERY_S`` seconds have passed
 since the last one, and when training stops: a job killed at any point and started again
 continues from the last checkpointed epoch and ends with the same result as an uninterrupted
 run (CPU, fixed seed), losing at most that much work. The best weights are kept in memory and
-written (``best.pt``) with each checkpoint, ``last.pt`` once at the end: on small data,
+written (``best``) with each checkpoint, ``last`` once at the end: on small data,
 writing three checkpoints after every sub-second epoch cost more than the epochs. SIGTERM is
 caught: the trainer stops at the next batch boundary and exits with code 143 so the scheduler
 (Snakemake ``retries``) resubmits it. The test split is never used here.
@@ -16,7 +16,6 @@ caught: the trainer stops at the next batch boundary and exits with code 143 so 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import random
@@ -35,11 +34,11 @@ from tqdm import tqdm
 from iman.data.dataset import Augment, CaseArrays, augment_batch
 from iman.losses import SegLoss, dice_loss
 from iman.models import build_model
-from iman.optim import AdamW, deterministic_cpu
+from iman.paths import NodeFiles
 from iman.provenance import environment
 
-__all__ = ["RESUME_EVERY_S", "Preempted", "TrainConfig", "Trainer", "build_from_checkpoint",
-           "predict_probs", "seed_everything"]
+__all__ = ["RESUME_EVERY_S", "CheckpointFiles", "Preempted", "TrainConfig", "Trainer",
+           "build_from_checkpoint", "predict_probs", "seed_everything"]
 
 
 RESUME_EVERY_S = 15.0
@@ -82,6 +81,22 @@ class TrainConfig:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CheckpointFiles:
+    """Where a :class:`Trainer` writes: best and last weights, resumable state, history."""
+
+    best: Path
+    last: Path
+    resume: Path
+    history: Path
+
+    @classmethod
+    def in_dir(cls, folder: str | Path) -> CheckpointFiles:
+        """The node file names (:class:`iman.paths.NodeFiles`) inside ``folder``."""
+        f = NodeFiles(str(folder))
+        return cls(Path(f.best), Path(f.last), Path(f.resume), Path(f.history))
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (all devices)."""
     random.seed(seed)
@@ -121,14 +136,15 @@ def predict_probs(model: nn.Module, data: CaseArrays, device: str, batch_size: i
 class Trainer:
     """Train one branch on in-memory data; writes best/last/resume checkpoints + history."""
 
-    def __init__(self, cfg: TrainConfig, train: CaseArrays, val: CaseArrays, out_dir: Path,
-                 init_weights: Path | None = None, device: str | None = None) -> None:
-        self.cfg, self.train_data, self.val_data, self.out = cfg, train, val, Path(out_dir)
+    def __init__(self, cfg: TrainConfig, train: CaseArrays, val: CaseArrays,
+                 files: CheckpointFiles, init_weights: Path | None = None,
+                 device: str | None = None) -> None:
+        self.cfg, self.train_data, self.val_data, self.files = cfg, train, val, files
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch.set_num_threads(max(1, cfg.threads))
         seed_everything(cfg.seed)
         if self.device == "cpu":
-            deterministic_cpu()
+            torch.use_deterministic_algorithms(True, warn_only=True)
         # a warm start (loop >= 1) overwrites every tensor: the pretrained file is read once,
         # at loop 0 (it stays in the protocol and the inputs, so a new file still retrains)
         pretrained = cfg.weights if init_weights is None else None
@@ -140,8 +156,10 @@ class Trainer:
         adversary = getattr(self.model, "adversary", None)
         adv_ids = {id(p) for p in adversary.parameters()} if adversary is not None else set()
         gen_params = [p for p in self.model.parameters() if id(p) not in adv_ids]
-        self.opt = AdamW(gen_params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-        self.adv_opt = (AdamW(adversary.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.AdamW(gen_params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                     foreach=True)
+        self.adv_opt = (torch.optim.AdamW(adversary.parameters(), lr=cfg.lr,
+                                          weight_decay=cfg.weight_decay)
                         if adversary is not None else None)
         self.base_loss = SegLoss(cfg.bce_weight)
         self.aug = Augment(**cfg.augment)
@@ -151,7 +169,7 @@ class Trainer:
         self.bad_epochs = 0
         self._stop_requested = False
         self._best_state: dict[str, Any] | None = None  # best weights so far (CPU copy)
-        self._best_dirty = False  # best.pt on disk is older than _best_state
+        self._best_dirty = False  # the best file on disk is older than _best_state
         self._last_save = time.monotonic()
         self._resume_every = float(os.environ.get("IMAN_RESUME_EVERY_S", RESUME_EVERY_S))
 
@@ -234,7 +252,7 @@ class Trainer:
             self._best_state = {k: v.detach().to("cpu", copy=True)
                                 for k, v in self.model.state_dict().items()}
             self._best_dirty = True
-        _write_history(self.history, self.out / "history.csv")
+        _write_history(self.history, self.files.history)
         if stop is None and time.monotonic() - self._last_save < self._resume_every:
             return
         self._flush_best()  # best first: resume.pt never outruns it
@@ -244,28 +262,28 @@ class Trainer:
             "history": self.history, "best_val": self.best_val, "bad_epochs": self.bad_epochs,
             "stopped": stop, "rng": _rng_state(self.gen),
         }
-        _atomic_save(resume, self.out / "resume.pt")
+        _atomic_save(resume, self.files.resume)
         self._last_save = time.monotonic()
 
     def _flush_best(self) -> None:
-        """Write best.pt when the best weights in memory are newer than (or missing on) disk."""
+        """Write the best weights when those in memory are newer than (or missing on) disk."""
         if self._best_state is not None and (self._best_dirty
-                                             or not (self.out / "best.pt").exists()):
+                                             or not self.files.best.exists()):
             best = {**self._state(self._best_state), "epoch": self._best_epoch()}
-            _atomic_save(best, self.out / "best.pt")
+            _atomic_save(best, self.files.best)
             self._best_dirty = False
 
     def _best_epoch(self) -> int:
         return min(self.history, key=lambda h: h["val_loss"])["epoch"] + 1
 
     def _resume(self) -> str | None:
-        path = self.out / "resume.pt"
+        path = self.files.resume
         if not path.exists():
             return None
         state = torch.load(path, map_location=self.device, weights_only=False)
         if state["config"] != asdict(self.cfg):
             return None  # a different run wrote it: start afresh
-        if state.get("best_model") is None and not (self.out / "best.pt").exists():
+        if state.get("best_model") is None and not self.files.best.exists():
             return None  # no best weights to continue from (an older format): start afresh
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
@@ -274,7 +292,7 @@ class Trainer:
         self.history, self.best_val = state["history"], state["best_val"]
         self.bad_epochs = state["bad_epochs"]
         # the best weights travel with the resume state: a rerun (Snakemake deletes a failed
-        # or incomplete job's outputs, best.pt too) restores best.pt from here
+        # or incomplete job's outputs, the best weights too) restores them from here
         self._best_state = state.get("best_model")
         _set_rng_state(self.gen, state["rng"])
         return state["stopped"] or "resumed"
@@ -282,13 +300,14 @@ class Trainer:
     # ---- main loop ---------------------------------------------------------------------
     def fit(self, progress: bool = True) -> dict[str, Any]:
         """Train until a stop rule fires; returns a summary (epochs, stop reason, best)."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        for path in (self.files.best, self.files.last, self.files.resume, self.files.history):
+            path.parent.mkdir(parents=True, exist_ok=True)
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
             resumed = self._resume()
             stop = resumed if resumed not in (None, "resumed") else None
             bar = tqdm(total=self.cfg.max_epochs, initial=len(self.history), disable=not progress,
-                       file=sys.stderr, desc=self.out.name, mininterval=5)
+                       file=sys.stderr, desc=self.files.best.parent.name, mininterval=5)
             while stop is None:
                 epoch, t0 = len(self.history), time.perf_counter()
                 train_loss = self._train_epoch(epoch)
@@ -305,17 +324,15 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(val_dice=f"{val_dice:.3f}")
             bar.close()
-            _write_history(self.history, self.out / "history.csv")
+            _write_history(self.history, self.files.history)
             self._flush_best()
-            _atomic_save(self._state(), self.out / "last.pt")
+            _atomic_save(self._state(), self.files.last)
         finally:
             signal.signal(signal.SIGTERM, previous)
         best = min(self.history, key=lambda h: h["val_loss"])
-        summary = {"epochs": len(self.history), "stop": stop, "best_epoch": best["epoch"],
-                   "best_val_loss": best["val_loss"], "best_val_dice": best["val_dice"],
-                   "device": self.device}
-        (self.out / "train_summary.json").write_text(json.dumps(summary, indent=1))
-        return summary
+        return {"epochs": len(self.history), "stop": stop, "best_epoch": best["epoch"],
+                "best_val_loss": best["val_loss"], "best_val_dice": best["val_dice"],
+                "device": self.device}
 
     def _on_sigterm(self, signum: int, frame: object) -> None:
         self._stop_requested = True

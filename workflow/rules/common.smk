@@ -5,7 +5,6 @@
 import os
 
 from iman.experiments import (
-    TABLES,
     Node,
     all_table_nodes,
     curve_specs,
@@ -20,32 +19,33 @@ from iman.experiments import (
     table_specs,
     used_models,
 )
+from iman.names import (
+    MODALITIES,
+    TABLES,
+    WILDCARD_CONSTRAINTS,
+    node_key,
+    per_case_key,
+    pred_key,
+    summary_key,
+)
 from iman.paths import Paths
 from iman.pipeline import node_protocol
-from iman.steps import node_key
 from iman.weights import WeightsError, check_once
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 R = config["results"]
 P = Paths(R)
 # wildcard patterns of the path grammar (iman.paths) for the rules' output declarations
 NODE = Node("{run}", "{modality}", "{loop}")
+NODE_FILES = P.node(NODE)
 ENV = "../envs/iman.yaml"
 FIGURES = ["fig3_qualitative", "margins_pathway", "table4_heatmap", "ablation_table2",
            "ablation_table5", "training_curves_table2", "training_curves_table5",
            "dsc_distribution", "forest_dsc"]
 
 
+# the name grammar and enums of iman.names, one constraint per wildcard of the path grammar
 wildcard_constraints:
-    run=r"[a-z0-9]+\.[a-z0-9_]+__[a-z]+__[^/]+__seed\d+(?:fold\d+)?",
-    exp=r"[a-z0-9]+\.[a-z0-9_]+__[^/]+__L\d+__seed\d+(?:fold\d+)?",
-    modality="us|ceus",
-    loop=r"\d+",
-    kernel=r"\d+",
-    filter="none|mean|gaussian",
-    table="|".join(TABLES),
-    strategy="middle|keyframes",
+    **WILDCARD_CONSTRAINTS,
 
 
 def wc_node(wildcards) -> Node:
@@ -91,7 +91,7 @@ def get_train_inputs(wildcards) -> dict[str, str]:
     """
     node = wc_node(wildcards)
     spec = parse_name(node.run)
-    if not os.path.exists(P.node_file(node, "provenance.json")):
+    if not os.path.exists(P.node(node).provenance):
         try:
             check_once(config["model"], used_models(config))
         except WeightsError as err:
@@ -100,7 +100,7 @@ def get_train_inputs(wildcards) -> dict[str, str]:
     if spec.T is not None:
         inputs["frames"] = P.frames(spec.T, spec.step, spec.strategy)
     if node.loop >= 1:
-        inputs["init"] = P.node_file(parent_node(node), "best.pt")
+        inputs["init"] = P.node(parent_node(node)).best
     source = margin_source(node)
     if source is not None:
         inputs["margins"] = P.margins_of(source)
@@ -131,8 +131,8 @@ def get_summary_inputs(wildcards) -> dict[str, str]:
     """metrics.csv and provenance.json of every node the experiment chooses among."""
     files = {}
     for n in experiment_nodes(parse_name(wildcards.exp)):
-        files[node_key(n, "metrics")] = P.node_file(n, "metrics.csv")
-        files[node_key(n, "provenance")] = P.node_file(n, "provenance.json")
+        files[node_key(n, "metrics")] = P.node(n).metrics
+        files[node_key(n, "provenance")] = P.node(n).provenance
     return files
 
 
@@ -151,8 +151,8 @@ def get_table_inputs(wildcards) -> dict[str, str]:
     files = {"stats": P.table_stats(wildcards.table)}
     for _, exps in get_table_rows(wildcards):
         for exp in exps:
-            files[exp] = P.summary(exp)
-            files[f"per_case:{exp}"] = P.per_case(exp)
+            files[summary_key(exp)] = P.summary(exp)
+            files[per_case_key(exp)] = P.per_case(exp)
     return files
 
 
@@ -163,13 +163,19 @@ def get_stats_comparisons(wildcards) -> list:
 
 
 def get_stats_inputs(wildcards) -> dict[str, str]:
-    """per_case.csv of every experiment a comparison of the table reads, by experiment name."""
-    return {e: P.per_case(e) for *_, a, b in get_stats_comparisons(wildcards) for e in (*a, *b)}
+    """per_case.csv of every experiment a comparison of the table reads."""
+    return {per_case_key(e): P.per_case(e)
+            for *_, a, b in get_stats_comparisons(wildcards) for e in (*a, *b)}
 
 
 def get_cost_histories(wildcards) -> list[str]:
     """history.csv of every training node."""
-    return [P.node_file(n, "history.csv") for n in all_table_nodes(config)]
+    return [P.node(n).history for n in all_table_nodes(config)]
+
+
+def get_cost_provenances(wildcards) -> list[str]:
+    """provenance.json (the device it trained on) of every training node."""
+    return [P.node(n).provenance for n in all_table_nodes(config)]
 
 
 def get_cost_benchmarks(wildcards) -> list[str]:
@@ -196,28 +202,28 @@ def get_qualitative_inputs(wildcards) -> dict[str, str]:
     files = {"manifest": P.manifest, "cache": P.cache_dir}
     for method, spec in table1_rows():
         name = experiment_name(spec)
-        files[f"summary_{method}"] = P.summary(name)
-        files[f"per_case_{method}"] = P.per_case(name)
+        files[summary_key(method)] = P.summary(name)
+        files[per_case_key(method)] = P.per_case(name)
         for n in experiment_nodes(spec):
-            files[f"pred_{method}_{node_key(n, 'pred')}"] = P.node_file(n, "pred.npz")
+            files[pred_key(method, n)] = P.node(n).pred
     return files
 
 
 def get_distribution_inputs(wildcards) -> dict[str, str]:
     """Per-case test rows of every Table I row."""
-    return {f"per_case_{m}": P.per_case(experiment_name(s)) for m, s in table1_rows()}
+    return {per_case_key(m): P.per_case(experiment_name(s)) for m, s in table1_rows()}
 
 
 def get_pathway_inputs(wildcards) -> dict[str, str]:
     """Predictions of loops 0..L of both IMAN branches, the margins each received, the
     IMAN per-case rows (to pick the case) and the manifest."""
     spec = iman_spec(config)
-    files = {"per_case": P.per_case(experiment_name(spec)), "manifest": P.manifest,
-             "cache": P.cache_dir}
+    name = experiment_name(spec)
+    files = {per_case_key(name): P.per_case(name), "manifest": P.manifest, "cache": P.cache_dir}
     for loop in range(spec.loops + 1):
-        for m in ("us", "ceus"):
+        for m in MODALITIES:
             node = node_for(spec, m, loop)
-            files[node_key(node, "pred")] = P.node_file(node, "pred.npz")
+            files[node_key(node, "pred")] = P.node(node).pred
             source = margin_source(node)
             if source is not None:
                 files[node_key(node, "margin")] = P.margins_of(source)
@@ -226,9 +232,9 @@ def get_pathway_inputs(wildcards) -> dict[str, str]:
 
 def get_curve_params(wildcards) -> dict[str, list[str]]:
     """Panel label -> ordered history files (loops concatenated)."""
-    return {f"{label} / {m.upper()}": [P.node_file(node_for(s, m, loop), "history.csv")
+    return {f"{label} / {m.upper()}": [P.node(node_for(s, m, loop)).history
                                        for loop in range(s.loops + 1)]
-            for label, s in curve_specs(config, wildcards.table) for m in ("us", "ceus")}
+            for label, s in curve_specs(config, wildcards.table) for m in MODALITIES}
 
 
 def get_curve_inputs(wildcards) -> list[str]:

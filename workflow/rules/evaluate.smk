@@ -3,12 +3,12 @@
 
 rule evaluate:
     input:
-        pred=P.node_file(NODE, "pred.npz"),
+        pred=NODE_FILES.pred,
         manifest=P.manifest,
         cache=P.cache_dir,
         splits=P.splits,
     output:
-        P.node_file(NODE, "metrics.csv"),
+        NODE_FILES.metrics,
     params:
         fold=get_node_fold,
     log:

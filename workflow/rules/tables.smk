@@ -71,7 +71,8 @@ rule tables:
 
 rule cost:
     input:
-        get_cost_histories,
+        histories=get_cost_histories,
+        provenances=get_cost_provenances,
     output:
         P.cost,
     params:

@@ -12,12 +12,14 @@ rule train:
     input:
         unpack(get_train_inputs),
     output:
-        best=P.node_file(NODE, "best.pt"),
-        last=P.node_file(NODE, "last.pt"),
-        history=P.node_file(NODE, "history.csv"),
-        pred=P.node_file(NODE, "pred.npz"),
-        provenance=P.node_file(NODE, "provenance.json"),
+        best=NODE_FILES.best,
+        last=NODE_FILES.last,
+        history=NODE_FILES.history,
+        pred=NODE_FILES.pred,
+        provenance=NODE_FILES.provenance,
     params:
+        # the resumable state: not an output (Snakemake deletes a failed job's outputs)
+        resume=NODE_FILES.resume,
         protocol=get_train_protocol,
         fold=get_node_fold,
         margins_threshold=get_margins_threshold,
@@ -38,7 +40,7 @@ rule train:
 
 rule margins:
     input:
-        pred=P.node_file(NODE, "pred.npz"),
+        pred=NODE_FILES.pred,
         manifest=P.manifest,
     output:
         P.margins(NODE, "{kernel}", "{filter}"),

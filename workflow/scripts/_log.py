@@ -13,14 +13,19 @@ from typing import Any
 
 USER_ERRORS = ("DatasetError", "ConfigError", "PredictError", "ReadError")
 
+# Every job imports this module before torch: idle OpenMP threads sleep instead of spinning,
+# since several single-threaded jobs share the cores. The job's environment wins (a Snakemake
+# profile cannot set variables; export OMP_WAIT_POLICY in the submitting shell to override).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def run_logged(log_path: str, func: Callable[..., Any], *args: Any, fast_exit: bool = False,
                **kwargs: Any) -> Any:
     """Call ``func(*args, **kwargs)`` with stdout/stderr appended to ``log_path``.
 
     ``fast_exit``: after success, flush the log and end the process at once (``os._exit``),
-    skipping the interpreter's teardown of torch (about 0.4 s per training job); every
-    output file is closed by then.
+    skipping the interpreter's teardown of torch (about 1.2 s per training job alone,
+    docs/performance.md); every output file is closed by then.
     """
     fh = open(log_path, "w", buffering=1)  # noqa: SIM115 - lives for the process
     sys.stdout = sys.stderr = fh

@@ -7,4 +7,5 @@ from _log import run_logged
 from iman.steps import cost_table
 
 sm = snakemake  # noqa: F821
-run_logged(sm.log[0], cost_table, list(sm.input), sm.params.benchmarks, Path(sm.output[0]))
+run_logged(sm.log[0], cost_table, list(sm.input.histories), list(sm.input.provenances),
+           sm.params.benchmarks, Path(sm.output[0]))

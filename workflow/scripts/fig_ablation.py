@@ -7,4 +7,5 @@ from _log import run_logged
 from iman.figures import ablation_bars
 
 sm = snakemake  # noqa: F821
-run_logged(sm.log[0], ablation_bars, Path(sm.input.table), Path(sm.output.png).with_suffix(""))
+run_logged(sm.log[0], ablation_bars, Path(sm.input.table), Path(sm.output.png),
+           Path(sm.output.pdf))

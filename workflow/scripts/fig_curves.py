@@ -8,4 +8,5 @@ from iman.figures import training_curves
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], training_curves, dict(sm.params.panels),
-           Path(sm.output.png).with_suffix(""))
+           Path(sm.output.png),
+           Path(sm.output.pdf))

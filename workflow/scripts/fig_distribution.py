@@ -6,9 +6,12 @@ import pandas as pd
 from _log import run_logged
 
 from iman.figures import dsc_distribution
+from iman.names import per_case_key
 from iman.tables import METHOD_LABELS
 
 sm = snakemake  # noqa: F821
-frames = {METHOD_LABELS.get(m, m): pd.read_csv(sm.input[f"per_case_{m}"], dtype={"case_id": str})
+files = dict(sm.input.items())
+frames = {METHOD_LABELS.get(m, m): pd.read_csv(files[per_case_key(m)], dtype={"case_id": str})
           for m in sm.params.methods}
-run_logged(sm.log[0], dsc_distribution, frames, Path(sm.output.png).with_suffix(""))
+run_logged(sm.log[0], dsc_distribution, frames, Path(sm.output.png),
+           Path(sm.output.pdf))

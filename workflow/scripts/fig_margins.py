@@ -8,4 +8,4 @@ from iman.steps import margin_pathway_figure
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], margin_pathway_figure, sm.params.experiment, dict(sm.input.items()),
-           Path(sm.input.cache), Path(sm.output.png).with_suffix(""))
+           Path(sm.input.cache), Path(sm.output.png), Path(sm.output.pdf))

@@ -9,4 +9,4 @@ from iman.steps import qualitative_figure
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], qualitative_figure, sm.params.methods, sm.params.reference,
            dict(sm.input.items()), Path(sm.input.cache), sm.params.n_cases,
-           Path(sm.output.png).with_suffix(""))
+           Path(sm.output.png), Path(sm.output.pdf))

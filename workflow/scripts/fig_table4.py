@@ -7,4 +7,5 @@ from _log import run_logged
 from iman.figures import table4_heatmap
 
 sm = snakemake  # noqa: F821
-run_logged(sm.log[0], table4_heatmap, Path(sm.input.table), Path(sm.output.png).with_suffix(""))
+run_logged(sm.log[0], table4_heatmap, Path(sm.input.table), Path(sm.output.png),
+           Path(sm.output.pdf))

@@ -8,4 +8,4 @@ from iman.steps import summarize
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], summarize, sm.wildcards.exp, dict(sm.input.items()),
-           Path(sm.output.summary))
+           Path(sm.output.summary), Path(sm.output.per_case))

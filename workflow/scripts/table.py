@@ -8,4 +8,4 @@ from iman.steps import table
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], table, sm.wildcards.table, sm.params.rows, dict(sm.input.items()),
-           Path(sm.output.csv).with_suffix(""))
+           Path(sm.output.csv), Path(sm.output.md), Path(sm.output.tex), Path(sm.output.html))

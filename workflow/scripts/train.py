@@ -6,13 +6,16 @@ from _log import run_logged
 
 from iman.experiments import Node
 from iman.pipeline import train_node
+from iman.train import CheckpointFiles
 
 sm = snakemake  # noqa: F821
-inp, w = sm.input, sm.wildcards
+inp, out, w = sm.input, sm.output, sm.wildcards
 run_logged(
     sm.log[0], train_node, sm.params.protocol, Node(w.run, w.modality, int(w.loop)),
     Path(inp.cache), Path(inp.splits), sm.params.fold,
-    Path(inp.frames) if hasattr(inp, "frames") else None, Path(sm.output.best).parent,
+    Path(inp.frames) if hasattr(inp, "frames") else None,
+    CheckpointFiles(Path(out.best), Path(out.last), Path(sm.params.resume), Path(out.history)),
+    Path(out.pred), Path(out.provenance),
     init_weights=Path(inp.init) if hasattr(inp, "init") else None,
     margins_file=Path(inp.margins) if hasattr(inp, "margins") else None,
     margins_threshold=sm.params.margins_threshold,

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["STRATEGIES", "keyframe_indices", "middle_indices", "select_frames", "write_frames"]
+from iman.names import STRATEGIES
 
-STRATEGIES = ("middle", "keyframes")
+__all__ = ["keyframe_indices", "middle_indices", "select_frames", "write_frames"]
 
 
 def middle_indices(n_frames: int, T: int, step: int) -> list[int]:

@@ -19,9 +19,6 @@ import pandas as pd
 __all__ = ["cross_patient_derangement", "kfold_split", "make_split", "split_from_source",
            "split_targets", "write_splits"]
 
-SUBSETS = ("train", "val", "test")
-
-
 def _groups(manifest: pd.DataFrame) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = defaultdict(list)
     for case, patient in zip(manifest["case_id"], manifest["patient_id"]):
