@@ -18,7 +18,6 @@ import torch
 from iman.data.dataset import Augment, augment_batch
 from iman.losses import SegLoss
 from iman.models import all_entries, build_model, get_entry
-from iman.optim import AdamW
 
 
 def bench(name: str, variant: str, size: int, device: str, batch: int, steps: int,
@@ -33,7 +32,7 @@ def bench(name: str, variant: str, size: int, device: str, batch: int, steps: in
     in_ch = {m: (1 if m == "us" else channels) for m in entry.consumed(modality)}
     injection = "gate_skips" if entry.gates_skips else "input_channel"
     model = build_model(name, in_ch, size, variant, injection).to(device).train()
-    opt = AdamW(model.parameters(), lr=1e-4, foreach=True)  # the trainer's optimizer
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)  # the trainer's
     n = batch * 4
     x_all = torch.randn(n, sum(in_ch.values()), size, size)
     y_all = (torch.rand(n, 1, size, size) > 0.5).float()
