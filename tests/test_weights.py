@@ -312,14 +312,13 @@ def test_a_pretrained_node_trains_on_imagenet_input(site: tuple[Path, dict[str, 
     assert main(["weights", "fetch", "--quiet", "unet/demo"]) == 0
     cfg = _demo_cfg(pretrained=True)
     node = node_for(table_specs(cfg, "table1")[0][1][0], "us", 0)
-    target = Paths("results").node_file(node, "provenance.json")
+    target = Paths("results").node(node).provenance
     snakemake(tmp_path, target, "--config", 'model={"pretrained": true}')
     record = json.loads((tmp_path / target).read_text())
     assert record["protocol"]["weights"] == files["resnet18"].name
     assert record["protocol"]["norm"] == "imagenet"
     assert record["protocol"]["in_channels"] == {"us": 3}
-    best = torch.load(tmp_path / Paths("results").node_file(node, "best.pt"),
-                      weights_only=False)
+    best = torch.load(tmp_path / Paths("results").node(node).best, weights_only=False)
     assert best["config"]["norm"] == "imagenet"
     assert best["model"]["net.encoder.conv1.weight"].shape[1] == 3
     # touching the file retrains nothing (keyed on its content); new content retrains
