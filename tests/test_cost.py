@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -28,14 +29,28 @@ def _bench(root: Path, run: str, modality: str, loop: int, *rows: str) -> Path:
 
 def _history(root: Path, run: str, modality: str, loop: int, seconds: list[float],
              device: str | None = None, epochs: list[int] | None = None) -> Path:
+    """A node's history.csv and, with ``device``, its provenance.json (as the train rule
+    writes them); returns the history."""
     node = root / "results" / "runs" / run / modality / f"loop{loop}"
     node.mkdir(parents=True, exist_ok=True)
     epochs = epochs if epochs is not None else list(range(1, len(seconds) + 1))
     lines = [f"{e},0.5,0.6,0.7,0.001,{s}\n" for e, s in zip(epochs, seconds, strict=True)]
     (node / "history.csv").write_text(HISTORY_HEADER + "".join(lines))
     if device is not None:
-        (node / "device.txt").write_text(device + "\n")
+        _provenance(node / "provenance.json", run, modality, loop, device)
     return node / "history.csv"
+
+
+def _provenance(path: Path, run: str, modality: str, loop: int, device: str) -> Path:
+    """The fields of a node's provenance.json that the cost table reads."""
+    record = {"node": {"run": run, "modality": modality, "loop": loop}, "device": device}
+    path.write_text(json.dumps(record))
+    return path
+
+
+def _provenances(histories: list[Path]) -> list[Path]:
+    """The provenance records written beside ``histories``."""
+    return [p for h in histories if (p := h.with_name("provenance.json")).is_file()]
 
 
 def test_node_key_parses_paths() -> None:
@@ -70,7 +85,7 @@ def test_collect_costs_rows(tmp_path: Path) -> None:
         # resumed after preemption: epoch 2 was logged twice; counted once (the last one)
         _history(tmp_path, "iman", "us", 1, [3.0, 4.0, 5.0, 6.0], epochs=[1, 2, 2, 3]),
     ]
-    df = collect_costs(benches, hists)
+    df = collect_costs(benches, hists, _provenances(hists))
 
     assert list(df.columns) == COLUMNS
     assert list(zip(df["run"], df["modality"], df["loop"])) == [
@@ -87,7 +102,7 @@ def test_collect_costs_rows(tmp_path: Path) -> None:
     assert by.loc[("iman", "us", 1), "max_rss_mb"] == pytest.approx(450.5)
     assert by.loc[("iman", "us", 1), "epochs"] == 3
     assert by.loc[("iman", "us", 1), "train_seconds"] == pytest.approx(3.0 + 5.0 + 6.0)
-    assert by.loc[("iman", "us", 1), "device"] == "unknown"  # no device.txt
+    assert by.loc[("iman", "us", 1), "device"] == "unknown"  # no provenance record
     assert pd.isna(by.loc[("unet", "us", 0), "epochs"])
     assert by.loc[("unet", "us", 0), "wall_seconds"] == pytest.approx(5.0)
 
@@ -102,7 +117,7 @@ def test_write_cost_table_total(tmp_path: Path) -> None:
     hists = [_history(tmp_path, "iman", "us", 0, [1.0, 2.0], device="cpu"),
              _history(tmp_path, "iman", "ceus", 0, [3.0], device="cuda:A100")]
     out = tmp_path / "results" / "tables" / "cost.csv"
-    total = write_cost_table(collect_costs(benches, hists), out)
+    total = write_cost_table(collect_costs(benches, hists, _provenances(hists)), out)
 
     assert total == pytest.approx(150.25)
     table = pd.read_csv(out)
@@ -144,7 +159,7 @@ def test_benchmark_written_by_snakemake(tmp_path: Path) -> None:
                 "{sys.executable} -c 'import time; x = bytearray(200 << 20); time.sleep(2)' && "
                 "printf 'epoch,train_loss,val_loss,val_dice,lr,seconds\\\\n"
                 "1,1,1,0.1,0.001,0.9\\\\n'"
-                " > {{output}} && echo cpu > $(dirname {{output}})/device.txt"
+                " > {{output}}"
         """))
     target = "results/runs/demo/us/loop0/history.csv"
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", target],
@@ -153,7 +168,9 @@ def test_benchmark_written_by_snakemake(tmp_path: Path) -> None:
     bench = tmp_path / "results" / "benchmarks" / "train" / "demo" / "us" / "loop0.tsv"
     assert bench.read_text().startswith(HEADER)  # the header the hand-written files use
 
-    df = collect_costs([bench], [tmp_path / target])
+    record = _provenance(tmp_path / target.replace("history.csv", "provenance.json"), "demo",
+                         "us", 0, "cpu")  # what the train rule writes beside its history
+    df = collect_costs([bench], [tmp_path / target], [record])
     assert len(df) == 1
     row = df.iloc[0]
     assert (row["run"], row["modality"], row["loop"]) == ("demo", "us", 0)

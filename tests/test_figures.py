@@ -48,6 +48,11 @@ def inputs(tmp_path: Path) -> dict[str, object]:
     return {"caches": caches, "preds": preds, "dir": tmp_path}
 
 
+def _out(stem: Path) -> tuple[Path, Path]:
+    """The PNG and PDF a figure function is given (the rule's two outputs)."""
+    return stem.with_name(f"{stem.name}.png"), stem.with_name(f"{stem.name}.pdf")
+
+
 def _png(path: Path) -> np.ndarray:
     assert path.suffix == ".png" and path.stat().st_size > 0
     return mpimg.imread(path)
@@ -73,18 +78,20 @@ def test_qualitative_grid(inputs: dict, tmp_path: Path) -> None:
     methods = {"UNet": {"us": p["unet_us"], "ceus": p["unet_ceus"]},
                "AAU-net": {"us": p["iman_us"]},
                "IMAN": {"us": p["iman_us"], "ceus": p["iman_ceus"]}}
-    out = F.qualitative_grid(inputs["caches"], methods, tmp_path / "fig" / "fig3")
+    out = F.qualitative_grid(inputs["caches"], methods, *_out(tmp_path / "fig" / "fig3"))
+    assert out == _out(tmp_path / "fig" / "fig3")  # written where the rule says
     img = _assert_outputs(out, (F.PANEL_IN * 4, F.PANEL_IN * 2 * 3 + F.LEGEND_IN))
     assert _has_colour(img, F.GT_COLOUR)
     assert _has_colour(img, F.PRED_COLOUR)
-    again = F.qualitative_grid(inputs["caches"], methods, tmp_path / "again")
+    again = F.qualitative_grid(inputs["caches"], methods, *_out(tmp_path / "again"))
     assert again[0].read_bytes() == out[0].read_bytes()
     assert again[1].read_bytes() == out[1].read_bytes()
 
 
 def test_qualitative_grid_without_predictions_has_no_prediction_colour(
         inputs: dict, tmp_path: Path) -> None:
-    out = F.qualitative_grid(list(inputs["caches"].values())[:1], {"none": {}}, tmp_path / "g")
+    out = F.qualitative_grid(list(inputs["caches"].values())[:1], {"none": {}},
+                             *_out(tmp_path / "g"))
     img = _assert_outputs(out, (F.PANEL_IN * 2, F.PANEL_IN * 2 + F.LEGEND_IN))
     legend_free = img[: round(F.PANEL_IN * 2 * F.DPI)]
     assert _has_colour(legend_free, F.GT_COLOUR)
@@ -122,7 +129,7 @@ def test_margin_pathway(inputs: dict, tmp_path: Path) -> None:
               "ceus_pred": p["iman_ceus"]},
              {"us_margin": margin, "ceus_margin": None, "us_pred": None,
               "ceus_pred": p["iman_ceus"]}]
-    out = F.margin_pathway("c02", cache, loops, tmp_path / "pathway")
+    out = F.margin_pathway("c02", cache, loops, *_out(tmp_path / "pathway"))
     img = _assert_outputs(out, (F.PANEL_IN * 3 + 0.6, F.PANEL_IN * 4 + F.LEGEND_IN))
     assert _has_colour(img, F.GT_COLOUR)
     assert _has_colour(img, F.PRED_COLOUR)
@@ -140,10 +147,10 @@ def test_training_curves(tmp_path: Path) -> None:
     hist = {"iman/us": [_history(tmp_path / f"us{lp}.csv", 5, 1.0 - 0.2 * lp) for lp in range(3)],
             "iman/ceus": [_history(tmp_path / f"ceus{lp}.csv", 4, 1.2) for lp in range(2)],
             "empty": [tmp_path / "missing.csv"]}
-    out = F.training_curves(hist, tmp_path / "curves", figsize=(9.0, 3.0))
+    out = F.training_curves(hist, *_out(tmp_path / "curves"), figsize=(9.0, 3.0))
     img = _assert_outputs(out, (9.0, 3.0))
     assert _has_colour(img, "#2ca02c")
-    default = F.training_curves({"a": hist["iman/us"]}, tmp_path / "curves1")
+    default = F.training_curves({"a": hist["iman/us"]}, *_out(tmp_path / "curves1"))
     _assert_outputs(default, (4.2, 2.6 + F.LEGEND_IN))
 
 
@@ -167,7 +174,7 @@ def _table4(path: Path, with_std: bool) -> Path:
 
 @pytest.mark.parametrize("with_std", [True, False])
 def test_table4_heatmap(tmp_path: Path, with_std: bool) -> None:
-    out = F.table4_heatmap(_table4(tmp_path / "t4.csv", with_std), tmp_path / "t4")
+    out = F.table4_heatmap(_table4(tmp_path / "t4.csv", with_std), *_out(tmp_path / "t4"))
     _assert_outputs(out, (10.0, 4.8))
 
 
@@ -181,12 +188,12 @@ def test_ablation_bars_table2_and_table5(tmp_path: Path) -> None:
                        "paper_us_dsc": [0.8033, 0.8268, 0.8313, 0.8396],
                        "paper_ceus_dsc": [0.7689, 0.7890, 0.8033, 0.8116]})
     t2.to_csv(tmp_path / "t2.csv", index=False)
-    out = F.ablation_bars(tmp_path / "t2.csv", tmp_path / "t2", figsize=(8.0, 5.0))
+    out = F.ablation_bars(tmp_path / "t2.csv", *_out(tmp_path / "t2"), figsize=(8.0, 5.0))
     _assert_outputs(out, (8.0, 5.0))
     t5 = pd.concat([t2.drop(columns=["us_soft_dsc_std"]).assign(backbone=b)
                     for b in ("FPN", "UNet")])
     t5.to_csv(tmp_path / "t5.csv", index=False)
-    out5 = F.ablation_bars(tmp_path / "t5.csv", tmp_path / "t5")
+    out5 = F.ablation_bars(tmp_path / "t5.csv", *_out(tmp_path / "t5"))
     _assert_outputs(out5, (2 * max(3.4, 0.9 + 0.22 * 8), 2.4 * 2 + F.LEGEND_IN))
 
 
@@ -209,13 +216,13 @@ def test_dsc_distribution(tmp_path: Path) -> None:
 
     per_case = {"UNet": frame(("us", "ceus")), "AAU-net": frame(("us",)),
                 "IMAN": frame(("us", "ceus"))}
-    out = F.dsc_distribution(per_case, tmp_path / "dist", figsize=(7.0, 3.0))
+    out = F.dsc_distribution(per_case, *_out(tmp_path / "dist"), figsize=(7.0, 3.0))
     img = _assert_outputs(out, (7.0, 3.0))
     assert _has_colour(img, "#cfe2f3")  # the violins
-    again = F.dsc_distribution(per_case, tmp_path / "again", figsize=(7.0, 3.0))
+    again = F.dsc_distribution(per_case, *_out(tmp_path / "again"), figsize=(7.0, 3.0))
     assert again[0].read_bytes() == out[0].read_bytes()  # fixed-seed jitter, no global RNG
     with pytest.raises(KeyError):
-        F.dsc_distribution({"x": pd.DataFrame({"case_id": ["a"]})}, tmp_path / "bad")
+        F.dsc_distribution({"x": pd.DataFrame({"case_id": ["a"]})}, *_out(tmp_path / "bad"))
 
 
 def test_ablation_labels_name_the_control_row() -> None:
@@ -236,6 +243,6 @@ def test_forest_plot(tmp_path: Path) -> None:
         "p": [0.01, 0.6, 0.03, 0.02], "p_holm": [0.02, 0.6, 0.03, 0.02],
         "effect_size": [-0.8, 0.1, 0.7, 0.9]})
     stats.to_csv(tmp_path / "stats.csv", index=False)
-    png, pdf = F.forest_plot(tmp_path / "stats.csv", tmp_path / "forest")
+    png, pdf = F.forest_plot(tmp_path / "stats.csv", *_out(tmp_path / "forest"))
     assert png.stat().st_size > 1000 and pdf.stat().st_size > 1000
     assert _has_colour(_png(png), "#d62728")  # the significant comparisons are filled

@@ -15,7 +15,7 @@ import torch
 
 from iman.data.dataset import Augment, augment_batch
 from iman.losses import SegLoss, dice_loss
-from iman.train import Trainer, build_from_checkpoint
+from iman.train import CheckpointFiles, Trainer, build_from_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _train_job import config, toy_data
@@ -43,7 +43,7 @@ def test_augmentation_uses_one_draw_for_image_mask_and_margin() -> None:
 
 
 def test_cosine_schedule_endpoints(tmp_path: Path) -> None:
-    tr = Trainer(config(10), toy_data(4, 0), toy_data(2, 1), tmp_path)
+    tr = Trainer(config(10), toy_data(4, 0), toy_data(2, 1), CheckpointFiles.in_dir(tmp_path))
     assert tr.lr_at(0) == pytest.approx(1e-3) and tr.lr_at(10) == pytest.approx(1e-4)
     assert 1e-4 < tr.lr_at(5) < 1e-3
 
@@ -51,7 +51,8 @@ def test_cosine_schedule_endpoints(tmp_path: Path) -> None:
 def test_patience_stops_and_checkpoints_rebuild(tmp_path: Path) -> None:
     cfg = config(50)
     cfg.patience, cfg.lr, cfg.min_lr = 1, 1e-9, 1e-9  # nothing improves after epoch 0
-    summary = Trainer(cfg, toy_data(4, 0), toy_data(2, 1), tmp_path).fit(progress=False)
+    files = CheckpointFiles.in_dir(tmp_path)
+    summary = Trainer(cfg, toy_data(4, 0), toy_data(2, 1), files).fit(progress=False)
     assert summary["stop"] in ("patience", "converged") and summary["epochs"] < 15
     model, ckpt = build_from_checkpoint(tmp_path / "best.pt")
     assert ckpt["seed"] == 0 and ckpt["config"]["model"] == "unet"
@@ -135,7 +136,8 @@ def test_checkpoints_are_throttled_but_written_at_the_stop(tmp_path: Path,
     real = T._atomic_save
     monkeypatch.setattr(T, "_atomic_save", lambda obj, path: (saves.append(path.name),
                                                               real(obj, path)))
-    Trainer(config(4), toy_data(8, 0), toy_data(4, 1), tmp_path).fit(progress=False)
+    files = CheckpointFiles.in_dir(tmp_path)
+    Trainer(config(4), toy_data(8, 0), toy_data(4, 1), files).fit(progress=False)
     assert sorted(saves) == ["best.pt", "last.pt", "resume.pt"]  # once each, at the stop
     best = torch.load(tmp_path / "best.pt", weights_only=False)
     hist = pd.read_csv(tmp_path / "history.csv")
@@ -150,11 +152,12 @@ def test_a_finished_run_whose_outputs_were_deleted_restores_them_from_resume(
 
     from iman.train import Trainer
 
-    Trainer(config(3), toy_data(8, 0), toy_data(4, 1), tmp_path).fit(progress=False)
+    files = CheckpointFiles.in_dir(tmp_path)
+    Trainer(config(3), toy_data(8, 0), toy_data(4, 1), files).fit(progress=False)
     before = torch.load(tmp_path / "best.pt", weights_only=False)
     for name in ("best.pt", "last.pt", "history.csv"):
         (tmp_path / name).unlink()
-    summary = Trainer(config(3), toy_data(8, 0), toy_data(4, 1), tmp_path).fit(progress=False)
+    summary = Trainer(config(3), toy_data(8, 0), toy_data(4, 1), files).fit(progress=False)
     after = torch.load(tmp_path / "best.pt", weights_only=False)
     assert summary["epochs"] == 3 and (tmp_path / "last.pt").exists()
     assert len(pd.read_csv(tmp_path / "history.csv")) == 3
