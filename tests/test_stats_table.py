@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_tables import _cells
 
 from iman.names import per_case_key, summary_key
 from iman.steps import stats_table, table
@@ -148,16 +149,6 @@ def test_table3_keeps_ceus_only_unless_told(study: dict) -> None:
                        modalities={"table3": ("us", "ceus")})
     us = both[(both["table"] == "table3") & (both["modality"] == "us")]
     assert len(us) == 2 and (us["mean_diff"] == 0).all() and (us["p"] == 1).all()
-
-
-def _cells(md: str, head: str) -> list[str]:
-    """Data cells under the column ``head`` of the markdown tables in ``md``."""
-    for block in md.split("\n\n"):
-        rows = [[c.strip() for c in ln.strip().strip("|").split("|")]
-                for ln in block.splitlines() if ln.startswith("|")]
-        if rows and head in rows[0]:
-            return [r[rows[0].index(head)] for r in rows[2:]]
-    raise KeyError(head)
 
 
 def _outs(stem: Path) -> list[Path]:
