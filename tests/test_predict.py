@@ -106,7 +106,7 @@ def test_overlay_line_width_scales_with_the_image(tmp_path: Path) -> None:
     _check_contours(overlay, mask, np.round(margin * 255).astype(np.uint8))
 
 
-@pytest.mark.slow
+@pytest.mark.dag
 def test_predict_writes_masks_margins_overlays(smoke_run: Path, tmp_path: Path) -> None:
     results = smoke_run / "results"
     name = experiment_name(iman_spec(_smoke_cfg()))
@@ -151,7 +151,7 @@ def test_predict_writes_masks_margins_overlays(smoke_run: Path, tmp_path: Path) 
         assert (ref == ours).mean() > 0.995
 
 
-@pytest.mark.slow
+@pytest.mark.dag
 def test_predict_wrong_inputs_get_clear_errors(smoke_run: Path, tmp_path: Path) -> None:
     results = smoke_run / "results"
     with pytest.raises(PredictError, match="not an experiment name"):
@@ -169,7 +169,7 @@ def test_predict_wrong_inputs_get_clear_errors(smoke_run: Path, tmp_path: Path) 
     assert code == 2
 
 
-@pytest.mark.slow
+@pytest.mark.dag
 def test_predict_original_gone_is_one_clear_error(smoke_run: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Originals that break between the ingest and the overlays: every case and file named."""

@@ -103,7 +103,7 @@ def test_broken_image_is_reported(browser: None, report_html: Path, tmp_path: Pa
     assert problems == ["Figures/Qualitative: Disc figure: image did not load (naturalWidth == 0)"]
 
 
-@pytest.mark.slow
+@pytest.mark.dag
 def test_workflow_report_shows_every_table_and_figure(browser: None, smoke_run: Path) -> None:
     """The real report of the smoke run, opened as a person would; screenshot kept."""
     results = smoke_run / "results"
