@@ -253,3 +253,40 @@ def test_the_table_says_what_its_control_rows_are() -> None:
     assert "epoch-matched" in note and "ground-truth" in note and "different patient" in note
     assert controls_note(df.iloc[[0, 2]]) == ""
     assert controls_note(pd.DataFrame({"method": ["unet"]})) == ""
+
+
+# ---- the controls in the smoke DAG --------------------------------------------------------------
+
+
+@pytest.mark.dag
+def test_smoke_run_has_both_controls_with_their_comparisons_and_donors(smoke_run: Path) -> None:
+    from conftest import ROOT
+
+    from iman.config import load_config
+    from iman.experiments import table_specs
+
+    results = smoke_run / "results"
+    t2 = pd.read_csv(results / "tables" / "table2.csv")
+    assert {"oracle", "mismatched"} <= set(t2["modal_fusion"].astype(str))
+    stats = pd.read_csv(results / "tables" / "stats.csv")
+    rows = set(stats.loc[stats["table"] == "table2", "row"])
+    refs = set(stats.loc[stats["table"] == "table2", "reference"])
+    assert any("oracle" in r for r in rows) and any("mismatched" in r for r in refs)
+    cfg = load_config(ROOT / "config" / "smoke.yaml")
+    mis = next(s[0] for lab, s in table_specs(cfg, "table2")
+               if lab.get("modal_fusion") == "mismatched")
+    source = margin_source(node_for(mis, "us", 1))
+    P = Paths(str(results))
+    k, f = source.setting
+    donors = json.loads(Path(P.mismatch_donors(source.node, k, f)).read_text())
+    manifest = pd.read_csv(P.manifest, dtype={"case_id": str, "patient_id": str})
+    patient = dict(zip(manifest["case_id"], manifest["patient_id"]))
+    split = json.loads(Path(P.splits).read_text())["folds"][0]
+    subset = {c: name for name, cases in split.items() for c in cases}
+    assert sorted(donors) == sorted(patient)
+    assert all(patient[c] != patient[d] and subset[c] == subset[d] for c, d in donors.items())
+    with np.load(P.margins_of(source)) as mis_m, np.load(
+            P.margins(source.node, k, f)) as own:
+        assert all(np.array_equal(mis_m[c], own[d]) for c, d in donors.items())
+    oracle_file = Path(P.oracle_margins("ceus", k, f))
+    assert oracle_file.exists()
