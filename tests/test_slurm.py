@@ -8,6 +8,7 @@ SLURM cannot be brought up. ``IMAN_SKIP_SLURM=1`` skips them explicitly (never u
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -196,27 +197,49 @@ def _copy_repo(dest: Path) -> None:
             shutil.copy2(src, dest / rel)
 
 
+SLURM_TABLE = "results/tables/table1.csv"
+SLURM_CONFIG = "tables:\n  table1: {methods: [unet]}\n"
+"""Table I of the smoke config with one method and IMAN (iman.loops 1): the smallest target
+that has training (two loop-0 baselines, two IMAN loop-1 nodes), margins, evaluation, paired
+stats and a table."""
+
+
 def test_smoke_workflow_on_slurm(slurm_cluster: Path | None, tmp_path: Path) -> None:
-    """`snakemake tables --workflow-profile profiles/slurm-ci --configfile config/smoke.yaml`."""
+    """`snakemake results/tables/table1.csv --workflow-profile profiles/slurm-ci` on the smoke
+    config with Table I trimmed to one method: every training node is its own SLURM job
+    (gpu: 1 from the profile, a fake GPU, so it trains on the CPU); margins, evaluation, stats
+    and the table are local rules on the submit host."""
     work = tmp_path / "repo"
     _copy_repo(work)
-    timeout = float(os.environ.get("IMAN_SLURM_SMOKE_TIMEOUT", "3000"))
+    (work / "slurm_table1.yaml").write_text(SLURM_CONFIG)
+    timeout = float(os.environ.get("IMAN_SLURM_SMOKE_TIMEOUT", "900"))
     rc, out, wall = _snakemake(
         # the target goes before --configfile, which takes several values
-        ["tables", "--workflow-profile", "profiles/slurm-ci", "--configfile",
-         "config/smoke.yaml"],
+        [SLURM_TABLE, "--workflow-profile", "profiles/slurm-ci", "--configfile",
+         "config/smoke.yaml", "slurm_table1.yaml"],
         cwd=work, timeout=timeout,
     )
-    print(f"\n[slurm] smoke workflow `tables`: {wall:.1f} s")
+    print(f"\n[slurm] smoke workflow `{SLURM_TABLE}` (Table I: UNet + IMAN): {wall:.1f} s")
     assert rc == 0, out[-8000:]
 
-    for n in range(1, 6):
-        assert (work / "results" / "tables" / f"table{n}.csv").is_file(), f"table{n}.csv"
+    results = work / "results"
+    table = (results / "tables" / "table1.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in table[1:]] == ["UNet", "IMAN"], table
+    nodes = sorted(p.parent for p in (results / "runs").glob("*/*/loop*/provenance.json"))
+    assert [n.name for n in nodes].count("loop0") == 2 and len(nodes) == 4, nodes
+    for node in nodes:  # trained, evaluated; loop-0 predictions made the margins IMAN read
+        assert (node / "metrics.csv").is_file(), node
+        assert json.loads((node / "provenance.json").read_text())["device"] == "cpu", node
+    assert len(list((results / "runs").glob("*/*/loop0/margins_k*.npz"))) == 2
+    assert (results / "tables" / "table1_stats.csv").is_file()
 
     logs = _log_job_ids(work / ".snakemake" / "slurm_logs")
-    assert "train" in logs, f"no training job ran on SLURM: {sorted(logs)}"
-    train_log = next((work / ".snakemake" / "slurm_logs" / "rule_train").rglob("*.log"))
-    assert "gpu=1" in train_log.read_text(), "the slurm-ci profile must give train gpu=1"
-    # the newest job is still known to the controller (MinJobAge=300) and completed
-    newest = max((j for ids in logs.values() for j in ids), key=int)
-    assert _squeue_states([newest]).get(newest) == "COMPLETED"
+    # only training goes to SLURM, one job per node; the light rules stay local
+    assert sorted(logs) == ["train"], f"SLURM jobs of other rules: {sorted(logs)}"
+    assert len(set(logs["train"])) == len(nodes)
+    for log in (work / ".snakemake" / "slurm_logs" / "rule_train").rglob("*.log"):
+        assert "gpu=1" in log.read_text(), f"the slurm-ci profile must give train gpu=1: {log}"
+    # the finished jobs are still known to the controller (MinJobAge=300) and completed
+    states = _squeue_states(logs["train"])
+    assert {j: states.get(j) for j in logs["train"]} == dict.fromkeys(logs["train"],
+                                                                      "COMPLETED")
