@@ -1,6 +1,6 @@
 # The two commands of the README are the contract:
 #   make tables   set up .venv (idempotent) and build Tables I-V, figures and the report
-#   make test     set up .venv (idempotent) and run the whole test suite
+#   make test     set up .venv (idempotent), lint, and run the whole test suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -32,12 +32,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/snakemake --lint
 
-test: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "slow or not slow" -q
+# Test tiers (docs/testing.md): markers dag (runs the project's Snakefile), slurm, browser,
+# slow. `make test` runs every test (no marker filter, so it can never select nothing and end
+# with pytest's exit code 5) after the linters, and prints the 25 slowest tests.
+PYTEST := $(BIN)/python -m pytest -q
+FAST   := not dag and not slurm and not browser and not slow
+
+test: lint
+	$(PYTEST) --durations=25
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not slurm and not browser"
+	$(PYTEST) -m "$(FAST)" --durations=10
 
 clean:
 	rm -rf results .snakemake
