@@ -17,22 +17,19 @@ xfail that a 0.02 drift flips, and
 the measurements in step. ``python tests/test_overfit.py`` prints the values to update
 ``MEASURED`` with (after a change of the phantom, the trainer or a method's recipe).
 
-The 19 trainings take about 10 core-minutes: they start when the tests are collected and run
-in the background while the rest of the session runs (``start_trainings``; the tests
-themselves run last).
+The 19 trainings (about 10 core-minutes) run side by side, one single-thread process per
+core.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -141,45 +138,24 @@ def test_the_known_shortfalls_are_exactly_the_methods_that_miss_the_target() -> 
         [(c, bound(*c)) for c in reaching if bound(*c) > DICE_TARGET]
 
 
-_background: dict[str, Any] = {}
-"""The training pool, its futures and its scratch directory, while it runs."""
+@pytest.fixture(scope="module")
+def losses(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], float | str]:
+    """Dice loss after overfitting, per (method, modality), or the error that stopped it.
 
-
-def start_trainings() -> None:
-    """Start every training in the background: independent single-thread processes (seeded,
-    so a value does not depend on the worker or the load), one per core this process may
-    use. ``tests/conftest.py`` calls this when these tests are selected and runs them last,
-    so the trainings fill the cores the rest of the session leaves idle (most tests use one
-    core, or wait on subprocesses); :func:`losses` collects them."""
-    if _background:
-        return
-    root = Path(tempfile.mkdtemp(prefix="iman-overfit-"))
+    The trainings are independent single-thread processes (seeded, so a value does not
+    depend on the worker or the load), run side by side, one per core this process may use.
+    """
+    root = tmp_path_factory.mktemp("overfit")
     data = make_cache(root)
     workers = max(1, min(len(CASES), len(os.sched_getaffinity(0))))
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
-    futures = {c: pool.submit(overfit, *c, *data, root / "-".join(c)) for c in CASES}
-    _background.update(root=root, pool=pool, futures=futures)
-
-
-def stop_trainings() -> None:
-    """Cancel what has not started, wait for what has, remove the scratch directory."""
-    if not _background:
-        return
-    _background["pool"].shutdown(wait=True, cancel_futures=True)
-    shutil.rmtree(_background["root"], ignore_errors=True)
-    _background.clear()
-
-
-@pytest.fixture(scope="module")
-def losses() -> dict[tuple[str, str], float | str]:
-    """Dice loss after overfitting, per (method, modality), or the error that stopped it."""
-    start_trainings()  # already running when conftest started them at collection
     results: dict[tuple[str, str], float | str] = {}
-    for case, future in _background["futures"].items():
-        try:
-            results[case] = future.result()
-        except Exception as err:  # reported by the case's own test
-            results[case] = f"{type(err).__name__}: {err}"
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = {c: pool.submit(overfit, *c, *data, root / "-".join(c)) for c in CASES}
+        for case, future in futures.items():
+            try:
+                results[case] = future.result()
+            except Exception as err:  # reported by the case's own test
+                results[case] = f"{type(err).__name__}: {err}"
     return results
 
 
