@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_throughput import bench
 
-from iman.mmg import make_margins
+from iman.margins.mmg import make_margins
 from iman.models import build_model
 from iman.paths import Paths
 

@@ -32,7 +32,7 @@ t0 = time.perf_counter()
 import torch
 from iman.data.dataset import CaseArrays
 from iman.models import get_entry
-from iman.train import CheckpointFiles, TrainConfig, Trainer, predict_probs
+from iman.training.trainer import CheckpointFiles, TrainConfig, Trainer, predict_probs
 method = sys.argv[1]
 entry = get_entry(method)
 modality = entry.modalities[0]

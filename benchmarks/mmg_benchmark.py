@@ -1,4 +1,4 @@
-"""Speed and agreement of iman.mmg against a plain re-implementation of the authors' MMG.
+"""Speed and agreement of iman.margins.mmg against a plain re-implementation of the authors' MMG.
 
 The authors' procedure (peers.md §1.4), written plainly as they did: threshold the prediction
 at > 0.1 at the original resolution, opening with a 5×5 rectangle (CEUS model) and
@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 import torch
 
-from iman.mmg import margin_mask, margin_mask_torch
+from iman.margins.mmg import margin_mask, margin_mask_torch
 from iman.names import FILTERS
 
 ORIG_H, ORIG_W = 560, 460

@@ -2,7 +2,8 @@
 
 Prints one row per (model, variant, size, device): seconds per step, images per second and
 the share of step time spent preparing the batch (indexing + paired augmentation), the
-same code path as ``iman.train``. Runs on CPU, and on CUDA when available (bf16 autocast).
+same code path as ``iman.training.trainer``.
+Runs on CPU, and on CUDA when available (bf16 autocast).
 
     .venv/bin/python benchmarks/train_throughput.py --sizes 64 --variant demo
     .venv/bin/python benchmarks/train_throughput.py --models unet transunet --sizes 128 320
@@ -16,8 +17,8 @@ import time
 import torch
 
 from iman.data.dataset import Augment, augment_batch
-from iman.losses import SegLoss
 from iman.models import all_entries, build_model, get_entry
+from iman.training.losses import SegLoss
 
 
 def bench(name: str, variant: str, size: int, device: str, batch: int, steps: int,

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from iman.cost import collect_costs
 from iman.experiments import Node, parse_name
 from iman.paths import NodeFiles, Paths, parse_node
+from iman.reporting.cost import collect_costs
 
 
 def overhead_table(results: Path) -> pd.DataFrame:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from iman.data.dataset import CaseArrays
-from iman.train import CheckpointFiles, TrainConfig, Trainer
+from iman.training.trainer import CheckpointFiles, TrainConfig, Trainer
 
 
 def toy_data(n: int, seed: int) -> CaseArrays:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from iman.losses import SegLoss
 from iman.models import build_model, get_entry
+from iman.training.losses import SegLoss
 
 __all__ = ["check_forward_backward", "demo_channels"]
 

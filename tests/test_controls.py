@@ -22,9 +22,9 @@ from iman.experiments import (
     table_comparisons,
     table_specs,
 )
-from iman.mmg import margin_mask
+from iman.margins.mmg import margin_mask
+from iman.margins.nodes import make_mismatched_margins, make_oracle_margins
 from iman.paths import Paths, case_file
-from iman.pipeline import make_mismatched_margins, make_oracle_margins
 
 DEMO = {"model": {"variants": {"default": "demo"}}, "iman": {"loops": 2}}
 IMAN = Spec("transunet", "demo", routing="cross", mmg_us=(75, "gaussian"),
@@ -200,7 +200,7 @@ def test_predict_never_uses_a_control(routing: str, tmp_path: Path) -> None:
 
 
 def test_ablation_bars_name_the_controls() -> None:
-    from iman import figures as F
+    from iman.reporting import figures as F
 
     df = pd.DataFrame({"mmg": [0, 1, 1, 1], "itp": [0, 1, 1, 1],
                        "modal_fusion": ["0", "1", "oracle", "mismatched"]})
@@ -212,7 +212,7 @@ def test_ablation_bars_name_the_controls() -> None:
 
 
 def test_smallest_p_by_hand() -> None:
-    from iman.power import smallest_p
+    from iman.evaluation.power import smallest_p
 
     assert smallest_p(5) == pytest.approx(2 / 32)
     assert smallest_p(7) == pytest.approx(1 / 64)  # the old 7-case test set: nothing after Holm
@@ -220,7 +220,7 @@ def test_smallest_p_by_hand() -> None:
 
 
 def test_power_grows_with_the_shift_and_stays_near_alpha_without_one() -> None:
-    from iman.power import minimal_detectable, power_at
+    from iman.evaluation.power import minimal_detectable, power_at
 
     diffs = np.random.default_rng(0).normal(0, 0.1, 42)
     assert power_at(diffs, 0.0, 42, sims=100, n_flips=500) <= 0.12
@@ -231,7 +231,7 @@ def test_power_grows_with_the_shift_and_stays_near_alpha_without_one() -> None:
 
 
 def test_case_gates_by_hand() -> None:
-    from iman.diagnostics import case_gates
+    from iman.evaluation.diagnostics import case_gates
 
     mask = np.zeros((8, 8), np.uint8)
     mask[2:6, 2:6] = 1  # 16 lesion pixels: 12 on the boundary, 4 inside
@@ -245,7 +245,7 @@ def test_case_gates_by_hand() -> None:
 
 
 def test_the_table_says_what_its_control_rows_are() -> None:
-    from iman.tables import controls_note
+    from iman.reporting.tables import controls_note
 
     df = pd.DataFrame({"mmg": [0, 0, 1, 1, 1], "itp": [0, 1, 1, 1, 1],
                        "modal_fusion": [0, 0, 1, "oracle", "mismatched"]})

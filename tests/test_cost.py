@@ -1,4 +1,4 @@
-"""Cost accounting from Snakemake benchmark TSVs and training histories (iman.cost)."""
+"""Cost accounting from Snakemake benchmark TSVs and training histories (iman.reporting.cost)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from iman.cost import COLUMNS, collect_costs, node_key, write_cost_table
+from iman.reporting.cost import COLUMNS, collect_costs, node_key, write_cost_table
 
 __all__: list[str] = []
 
@@ -180,8 +180,8 @@ def test_benchmark_written_by_snakemake(tmp_path: Path) -> None:
 
 
 def test_estimate_scales_measured_rates_to_the_planned_jobs() -> None:
-    from iman.cost import estimate_hours
     from iman.experiments import Node
+    from iman.reporting.cost import estimate_hours
 
     unet = "unet.demo__gate__-__none__-__-__seed0"
     fpn = "fpn.demo__gate__-__none__-__-__seed0"

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from iman import figures as F
+from iman.reporting import figures as F
 
 S = 64
 CASES = ["c01", "c02", "c03"]

@@ -1,4 +1,4 @@
-"""Hand-computed checks of iman.metrics (standard and paper-compatible families)."""
+"""Hand-computed checks of iman.evaluation.metrics (standard and paper-compatible families)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from iman.metrics import (
+from iman.evaluation.metrics import (
     METRIC_COLUMNS,
     boundary_distances,
     case_metrics,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from iman.mmg import (
+from iman.margins.mmg import (
     PAPER_KERNELS,
     ellipse_footprint,
     filter_size,
@@ -200,7 +200,7 @@ def test_bad_arguments() -> None:
 def test_original_sizes_read_per_modality_from_the_manifest() -> None:
     import pandas as pd
 
-    from iman.mmg import original_sizes
+    from iman.margins.mmg import original_sizes
 
     manifest = pd.DataFrame({"case_id": ["007", "12"], "us_h": [460, 300], "us_w": [560, 400],
                              "ceus_h": [440, 310], "ceus_w": [500, 410]})

@@ -269,7 +269,7 @@ def test_dpran_stage_one_chooses_the_query_frame() -> None:
 
 
 def test_dpran_stage_one_learns_only_from_its_own_frame_loss() -> None:
-    from iman.losses import dice_loss
+    from iman.training.losses import dice_loss
 
     model = _build("dpran").train()
     x, y = torch.randn(2, 5, 64, 64), (torch.rand(2, 1, 64, 64) > 0.5).float()

@@ -40,10 +40,10 @@ from iman.data.dataset import load_cases
 from iman.data.frames import write_frames
 from iman.data.ingest import ingest
 from iman.data.phantom import generate
-from iman.losses import dice_loss
 from iman.models import all_entries, get_entry
 from iman.paths import case_file
-from iman.train import CheckpointFiles, TrainConfig, Trainer, predict_probs
+from iman.training.losses import dice_loss
+from iman.training.trainer import CheckpointFiles, TrainConfig, Trainer, predict_probs
 
 SIZE, T, STEPS = 64, 3, 300
 DICE_TARGET = 0.1

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from iman.data.dataset import CaseArrays
-from iman.train import CheckpointFiles, TrainConfig, Trainer
+from iman.training.trainer import CheckpointFiles, TrainConfig, Trainer
 
 
 def _net(seed: int = 0) -> nn.Module:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from iman.stats import (
+from iman.evaluation.stats import (
     EXACT_MAX_N,
     case_means,
     compare,

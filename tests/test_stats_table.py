@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 from test_tables import _cells
 
+from iman.evaluation.comparisons import stats_table
 from iman.names import per_case_key, summary_key
-from iman.steps import stats_table, table
+from iman.reporting.tables import table
 
 METRICS = ("std_dsc", "std_hd_mm", "std_hd95_mm", "paper_soft_dsc", "paper_row_hd")
 K = np.arange(1, 11) / 100  # 0.01 .. 0.10: ten positive case differences

@@ -1,4 +1,5 @@
-"""iman.steps on tiny files: each rule's function writes exactly the files it is given."""
+"""The rule-facing functions of each stage on tiny files: each rule's function writes exactly
+the files it is given."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from iman.evaluation.evaluate import summarize
 from iman.experiments import Spec, experiment_name, experiment_nodes
 from iman.names import node_key
 from iman.paths import NodeFiles, Paths, parse_node
-from iman.steps import cost_table, summarize
+from iman.reporting.cost import cost_table
 
 # a self-routed experiment with two selectable loops per branch, fold 2 of seed 1
 SPEC = Spec("unet", "demo", routing="self", mmg_us=(50, "mean"), mmg_ceus=(50, "mean"),

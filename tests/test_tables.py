@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from iman.evaluation.evaluate import summarize_experiment
 from iman.experiments import Node
-from iman.tables import build_table, paper_values, summarize_experiment, write_table
+from iman.reporting.tables import build_table, paper_values, write_table
 
 
 def _metrics(path: Path, val: float, test: float) -> Path:
@@ -162,7 +163,7 @@ def test_paper_values_are_the_printed_ones() -> None:
 
 def test_bold_only_where_the_best_differs_from_the_runner_up_and_stars_mark_holm(
         tmp_path: Path) -> None:
-    from iman.tables import add_significance, build_table, write_table
+    from iman.reporting.tables import add_significance, build_table, write_table
 
     def summary(dsc: float) -> dict:
         test = {c: {"mean": dsc, "std": 0.0} for c in
@@ -212,7 +213,7 @@ def _runs(cases: list[str], values: np.ndarray, modality: str = "us") -> pd.Data
 
 
 def test_bold_needs_the_paired_difference_in_the_best_rows_favour() -> None:
-    from iman.tables import add_significance
+    from iman.reporting.tables import add_significance
 
     # the table means (over runs) rank UNet first, but on the paired cases UNet is worse
     # than FPN on every one of 10 cases (p = 2/1024, in FPN's favour): no bold
@@ -229,14 +230,14 @@ def test_bold_needs_the_paired_difference_in_the_best_rows_favour() -> None:
 
 
 def _display_bold(df: pd.DataFrame, sep: dict[str, float]) -> dict[str, list[int]]:
-    from iman.tables import _display
+    from iman.reporting.tables import _display
 
     _, bold = _display(df, ("dsc", "hd"), sep)
     return {c: bold.index[bold[c]].tolist() for c in bold.columns if c.startswith("US")}
 
 
 def test_n_cases_counts_distinct_test_cases_over_runs() -> None:
-    from iman.tables import add_significance
+    from iman.reporting.tables import add_significance
 
     cases = [f"C{i}" for i in range(6)]
     v = np.linspace(0.4, 0.6, 6)
@@ -252,7 +253,7 @@ def test_n_cases_counts_distinct_test_cases_over_runs() -> None:
 
 
 def test_star_is_keyed_by_row_and_table_reference() -> None:
-    from iman.tables import add_significance
+    from iman.reporting.tables import add_significance
 
     # Table II: MMG+ITP vs the baseline (table reference, n.s.) and vs the control (listed
     # last, significant): no `*` from the control comparison, whatever the order

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from iman.data.dataset import Augment, augment_batch
-from iman.losses import SegLoss, dice_loss
-from iman.train import CheckpointFiles, Trainer, build_from_checkpoint
+from iman.training.losses import SegLoss, dice_loss
+from iman.training.trainer import CheckpointFiles, Trainer, build_from_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _train_job import config, toy_data
@@ -116,7 +116,7 @@ def test_killed_job_resumes_to_the_same_result(tmp_path: Path, reference: Path,
 
 
 def test_no_training_batch_of_one() -> None:
-    from iman.train import _batches
+    from iman.training.trainer import _batches
 
     assert [len(b) for b in _batches(torch.arange(17), 8)] == [8, 9]
     assert [len(b) for b in _batches(torch.arange(16), 8)] == [8, 8]
@@ -127,11 +127,11 @@ def test_checkpoints_are_throttled_but_written_at_the_stop(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from _train_job import config, toy_data
 
-    from iman.train import Trainer
+    from iman.training.trainer import Trainer
 
     monkeypatch.setenv("IMAN_RESUME_EVERY_S", "3600")  # no checkpoint until the stop
     saves: list[str] = []
-    import iman.train as T
+    import iman.training.trainer as T
 
     real = T._atomic_save
     monkeypatch.setattr(T, "_atomic_save", lambda obj, path: (saves.append(path.name),
@@ -150,7 +150,7 @@ def test_a_finished_run_whose_outputs_were_deleted_restores_them_from_resume(
     # --rerun-incomplete); resume.pt of the finished run must bring best.pt back, unchanged
     from _train_job import config, toy_data
 
-    from iman.train import Trainer
+    from iman.training.trainer import Trainer
 
     files = CheckpointFiles.in_dir(tmp_path)
     Trainer(config(3), toy_data(8, 0), toy_data(4, 1), files).fit(progress=False)

@@ -23,12 +23,12 @@ import yaml
 from conftest import ROOT, snakemake
 from weight_files import write_all
 
-from iman import weights as w
 from iman.cli import main
 from iman.data.dataset import IMAGENET_MEAN, IMAGENET_STD, Augment, augment_batch, normalise
 from iman.experiments import node_for, table_specs
 from iman.models import build_model
-from iman.pipeline import node_protocol
+from iman.training import weights as w
+from iman.training.node import node_protocol
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -231,7 +231,7 @@ def test_imagenet_normalisation_repeats_grey_to_rgb_and_pads_with_black() -> Non
 
 
 def test_the_tables_say_how_networks_were_initialised() -> None:
-    from iman.tables import init_note
+    from iman.reporting.tables import init_note
 
     def summary(*weights: str | None) -> dict:
         return {"provenance": {m: {"protocol": {"weights": wt}}

@@ -29,12 +29,12 @@ from weight_files import (
     write_all,
 )
 
-from iman import weights as w
 from iman.cli import main
 from iman.data.dataset import normalise
 from iman.models import build_model
 from iman.models.blocks import WrongWeightsError, standardise
 from iman.models.transunet import TransUNet, load_r50_vit
+from iman.training import weights as w
 
 TINY_TU = {"resnet_units": (1, 1, 1), "width": 32, "hidden": 192, "layers": 2, "heads": 4,
            "mlp_dim": 768, "head_channels": 32, "decoder_channels": (32, 16, 16, 16)}

@@ -130,7 +130,7 @@ def test_stats_list_every_comparison_and_match_the_per_case_differences(
     assert (stats["p_holm"].dropna() >= stats.loc[stats["p_holm"].notna(), "p"] - 1e-12).all()
     # Structural facts only, from the per-case rows and pandas: the pairing (n_cases = the
     # test cases both rows have) and the difference (mean_diff = mean of row - reference).
-    # p itself is NOT recomputed here: the test behind it (src/iman/stats.py) is its own
+    # p itself is NOT recomputed here: the test behind it (src/iman/evaluation/stats.py) is its own
     # unit-tested module (tests/test_stats.py), and copying its special cases into this
     # expected value would only repeat the implementation.
     from iman.experiments import table_comparisons

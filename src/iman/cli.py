@@ -90,8 +90,8 @@ def _estimate(args: argparse.Namespace) -> int:
     from snakemake.cli import parse_config
 
     from iman.config import ConfigError, resolve_config
-    from iman.cost import estimate_hours
     from iman.experiments import all_table_nodes
+    from iman.reporting.cost import estimate_hours
 
     try:
         cfg = resolve_config(args.configfile, parse_config(args.config or []))
@@ -110,7 +110,7 @@ def _estimate(args: argparse.Namespace) -> int:
 
 
 def _weights(args: argparse.Namespace) -> int:
-    from iman import weights as w
+    from iman.training import weights as w
 
     try:
         if args.action == "list":
@@ -130,8 +130,8 @@ def _weights_verify(args: argparse.Namespace) -> int:
     import pickle
     import zipfile
 
-    from iman import weights as w
     from iman.models.blocks import UNREADABLE
+    from iman.training import weights as w
 
     size, frames = args.size, args.frames
     if args.configfile:
@@ -167,7 +167,7 @@ def _weights_verify(args: argparse.Namespace) -> int:
 
 
 def _weights_list(check: bool) -> int:
-    from iman import weights as w
+    from iman.training import weights as w
 
     directory = w.cache_dir()
     manifest = w.read_manifest(directory)

@@ -112,14 +112,6 @@ def _overlay(image: np.ndarray, mask: np.ndarray, margin: np.ndarray | None, out
     cv2.imwrite(str(out), rgb)
 
 
-def _case_sources(layout: str, sheet: Path) -> dict[str, CaseSource]:
-    """Case id → where its files are (and their crops), as the ingest read them."""
-    from iman.data.ingest import read_case_sheet, scan_iman_public
-
-    sources, _ = (read_case_sheet if layout == "sheet" else scan_iman_public)(sheet)
-    return {s.case_id: s for s in sources}
-
-
 def _to_size(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A working-size float map bilinearly resized to ``size`` (H, W), float32."""
     return cv2.resize(np.asarray(array, np.float32), (size[1], size[0]),
@@ -131,7 +123,7 @@ def _predict_node(ckpt: Path, cache: Path, cases: list[str], modality: str, spec
                   device: str) -> dict[str, np.ndarray]:
     from iman.data.dataset import load_cases
     from iman.models import get_entry
-    from iman.train import build_from_checkpoint, predict_probs
+    from iman.training.trainer import build_from_checkpoint, predict_probs
 
     model, state = build_from_checkpoint(ckpt, device)
     frames_file = cache.parent / "frames.json"
@@ -156,7 +148,8 @@ def predict_cases(results: Path, experiment: str, sheet: Path, out: Path,
     import torch
 
     from iman.data.frames import select_frames
-    from iman.mmg import make_margins, original_sizes
+    from iman.data.ingest import case_sources
+    from iman.margins.mmg import make_margins, original_sizes
 
     spec, summary = _check(results, experiment)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -187,7 +180,7 @@ def predict_cases(results: Path, experiment: str, sheet: Path, out: Path,
             preds[node] = _predict_node(_node_ckpt(results, node.run, m, loop), cache, cases,
                                         m, spec, frames, margins, device)
     try:
-        _write(out, manifest, _case_sources(layout, sheet), spec, summary, preds, received)
+        _write(out, manifest, case_sources(layout, sheet), spec, summary, preds, received)
     finally:
         shutil.rmtree(work / "cache", ignore_errors=True)
     return cases

@@ -7,15 +7,17 @@ months later. Reads package metadata only (no heavy imports).
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 import sys
+from collections.abc import Mapping
 from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PACKAGES", "environment", "git_state"]
+__all__ = ["PACKAGES", "environment", "git_state", "record_run"]
 
 PACKAGES = ("iman", "torch", "torchvision", "segmentation-models-pytorch", "timm", "snakemake",
             "numpy", "opencv-python-headless")
@@ -56,3 +58,11 @@ def environment() -> dict[str, Any]:
         "host": platform.node(),
         "platform": platform.platform(),
     }
+
+
+def record_run(config: Mapping[str, Any], config_out: Path, provenance_out: Path) -> None:
+    """The resolved config (as ``iman config`` prints it) and the run's environment."""
+    from iman.config import dump_config
+
+    config_out.write_text(dump_config(config))
+    provenance_out.write_text(json.dumps({"config": config, **environment()}, indent=1))

@@ -29,8 +29,8 @@ from iman.names import (
     summary_key,
 )
 from iman.paths import Paths
-from iman.pipeline import node_protocol
-from iman.weights import WeightsError, check_once
+from iman.training.node import node_protocol
+from iman.training.weights import WeightsError, check_once
 
 R = config["results"]
 P = Paths(R)

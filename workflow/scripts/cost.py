@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _log import run_logged
 
-from iman.steps import cost_table
+from iman.reporting.cost import cost_table
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], cost_table, list(sm.input.histories), list(sm.input.provenances),

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _log import run_logged
 
-from iman.pipeline import evaluate_node
+from iman.evaluation.evaluate import evaluate_node
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], evaluate_node, Path(sm.input.pred), Path(sm.input.cache),

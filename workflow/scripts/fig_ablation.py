@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _log import run_logged
 
-from iman.figures import ablation_bars
+from iman.reporting.figures import ablation_bars
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], ablation_bars, Path(sm.input.table), Path(sm.output.png),

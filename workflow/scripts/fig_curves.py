@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _log import run_logged
 
-from iman.figures import training_curves
+from iman.reporting.figures import training_curves
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], training_curves, dict(sm.params.panels),

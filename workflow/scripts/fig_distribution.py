@@ -5,9 +5,9 @@ from pathlib import Path
 import pandas as pd
 from _log import run_logged
 
-from iman.figures import dsc_distribution
 from iman.names import per_case_key
-from iman.tables import METHOD_LABELS
+from iman.reporting.figures import dsc_distribution
+from iman.reporting.tables import METHOD_LABELS
 
 sm = snakemake  # noqa: F821
 files = dict(sm.input.items())

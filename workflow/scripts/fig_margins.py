@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _log import run_logged
 
-from iman.steps import margin_pathway_figure
+from iman.reporting.figures import margin_pathway_figure
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], margin_pathway_figure, sm.params.experiment, dict(sm.input.items()),

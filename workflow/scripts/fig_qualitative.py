@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _log import run_logged
 
-from iman.steps import qualitative_figure
+from iman.reporting.figures import qualitative_figure
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], qualitative_figure, sm.params.methods, sm.params.reference,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _log import run_logged
 
-from iman.figures import table4_heatmap
+from iman.reporting.figures import table4_heatmap
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], table4_heatmap, Path(sm.input.table), Path(sm.output.png),

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _log import run_logged
 
-from iman.steps import frame_picks
+from iman.data.frames import frame_picks
 
 sm = snakemake  # noqa: F821
 w = sm.wildcards

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _log import run_logged
 
-from iman.pipeline import make_margins_node
+from iman.margins.nodes import make_margins_node
 
 sm = snakemake  # noqa: F821
 w = sm.wildcards

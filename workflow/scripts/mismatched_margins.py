@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _log import run_logged
 
-from iman.pipeline import make_mismatched_margins
+from iman.margins.nodes import make_mismatched_margins
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], make_mismatched_margins, Path(sm.input.margins), Path(sm.input.manifest),

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _log import run_logged
 
-from iman.pipeline import make_oracle_margins
+from iman.margins.nodes import make_oracle_margins
 
 sm = snakemake  # noqa: F821
 w = sm.wildcards

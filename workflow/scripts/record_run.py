@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _log import run_logged
 
-from iman.steps import record_run
+from iman.provenance import record_run
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], record_run, sm.params.config, Path(sm.output.config),

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _log import run_logged
 
-from iman.steps import split_cases
+from iman.data.split import split_cases
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], split_cases, Path(sm.input.manifest), Path(sm.output[0]),

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _log import run_logged
 
-from iman.steps import concat_stats
+from iman.evaluation.comparisons import concat_stats
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], concat_stats, list(sm.input), Path(sm.output[0]))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _log import run_logged
 
-from iman.steps import summarize
+from iman.evaluation.evaluate import summarize
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], summarize, sm.wildcards.exp, dict(sm.input.items()),

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _log import run_logged
 
-from iman.steps import table
+from iman.reporting.tables import table
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], table, sm.wildcards.table, sm.params.rows, dict(sm.input.items()),

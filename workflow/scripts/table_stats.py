@@ -5,7 +5,7 @@ from pathlib import Path
 
 from _log import run_logged
 
-from iman.steps import stats_table
+from iman.evaluation.comparisons import stats_table
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], stats_table, sm.params.comparisons, dict(sm.input.items()),

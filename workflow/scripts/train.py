@@ -5,8 +5,8 @@ from pathlib import Path
 from _log import run_logged
 
 from iman.experiments import Node
-from iman.pipeline import train_node
-from iman.train import CheckpointFiles
+from iman.training.node import train_node
+from iman.training.trainer import CheckpointFiles
 
 sm = snakemake  # noqa: F821
 inp, out, w = sm.input, sm.output, sm.wildcards

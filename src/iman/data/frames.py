@@ -12,10 +12,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from iman.names import STRATEGIES
+from iman.paths import case_file
 
-__all__ = ["keyframe_indices", "middle_indices", "select_frames", "write_frames"]
+__all__ = ["frame_picks", "keyframe_indices", "middle_indices", "select_frames", "write_frames"]
 
 
 def middle_indices(n_frames: int, T: int, step: int) -> list[int]:
@@ -56,3 +58,10 @@ def write_frames(cache_files: dict[str, Path], out: Path, strategy: str, T: int,
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(chosen, indent=1))
     return chosen
+
+
+def frame_picks(manifest: Path, cache_dir: Path, out: Path, strategy: str, T: int,
+                step: int) -> None:
+    """Frame indices of every cached case for one (T, step, strategy)."""
+    df = pd.read_csv(manifest, dtype={"case_id": str})
+    write_frames({c: case_file(cache_dir, c) for c in df["case_id"]}, out, strategy, T, step)

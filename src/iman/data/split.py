@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["cross_patient_derangement", "kfold_split", "make_split", "split_from_source",
-           "split_targets", "write_splits"]
+__all__ = [
+    "cross_patient_derangement",
+    "kfold_split",
+    "make_split",
+    "read_split",
+    "split_cases",
+    "split_from_source",
+    "split_targets",
+    "write_splits",
+]
 
 def _groups(manifest: pd.DataFrame) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = defaultdict(list)
@@ -128,3 +137,16 @@ def cross_patient_derangement(cases: list[str], patients: dict[str, str],
     laid = [c for p in order for c in groups[p]]
     n = len(laid)
     return {laid[i]: laid[(i + s) % n] for i in range(n)}
+
+
+def read_split(splits_file: Path, fold: int = 0) -> dict[str, list[str]]:
+    """The (fold's) train/val/test case lists."""
+    return json.loads(Path(splits_file).read_text())["folds"][fold]
+
+
+def split_cases(manifest: Path, out: Path, ratios: Sequence[float], seed: int, folds: int,
+                use_source_split: bool, sizes: Mapping[str, int] | None = None) -> None:
+    """Patient-grouped split(s) → splits.json."""
+    df = pd.read_csv(manifest, dtype={"case_id": str, "patient_id": str})
+    write_splits(df, out, list(ratios), seed, folds, use_source_split,
+                 dict(sizes) if sizes else None)

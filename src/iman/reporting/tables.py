@@ -12,6 +12,7 @@ in bold). Restyling a table never retrains anything.
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -20,10 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iman.experiments import Node
+from iman.names import per_case_key, summary_key
 
 __all__ = ["METHOD_LABELS", "TABLE_MODALITIES", "add_significance", "build_table", "legend",
-           "paper_values", "summarize_experiment", "table_modalities", "write_table"]
+           "paper_values", "table", "table_modalities", "write_table"]
 
 METHOD_LABELS = {
     "unet": "UNet", "fpn": "FPN", "unetpp": "UNet++", "deeplabv3": "DeepLabV3",
@@ -36,7 +37,6 @@ REPORTED = {
     "dsc": ("std_dsc", True), "hd": ("std_hd_mm", False), "hd95": ("std_hd95_mm", False),
     "soft_dsc": ("paper_soft_dsc", True), "row_hd": ("paper_row_hd", False),
 }
-SELECT_BY = "std_dsc"
 TABLE_MODALITIES: dict[str, tuple[str, ...]] = {"table3": ("ceus",)}
 """Modalities a table reports and tests when not both (Table III: CEUS only; every frame
 count shares one US node, so its US comparisons would be a node against itself)."""
@@ -47,36 +47,6 @@ def table_modalities(table: str) -> tuple[str, ...]:
     return TABLE_MODALITIES.get(table, ("us", "ceus"))
 
 
-def summarize_experiment(name: str, nodes: list[Node], metric_files: list[Path]
-                         ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Pick each branch's loop by validation DSC: the summary and the chosen loops' test rows
-    (``modality`` and ``loop`` columns added). Reads the metric files, writes nothing."""
-    branches: dict[str, Any] = {}
-    per_case = []
-    for modality in dict.fromkeys(n.modality for n in nodes):
-        loops = {}
-        for node, path in zip(nodes, metric_files):
-            if node.modality != modality:
-                continue
-            df = pd.read_csv(path, dtype={"case_id": str})
-            val, test = df[df.split == "val"], df[df.split == "test"]
-            loops[node.loop] = (float(val[SELECT_BY].mean()), test, node)
-        chosen = max(loops, key=lambda lp: (loops[lp][0], -lp))
-        _, test, node = loops[chosen]
-        metrics = [c for c in test.columns if c not in ("case_id", "split")]
-        branches[modality] = {
-            "loop": chosen, "run": node.run, "n_test": len(test),
-            "val_dsc_by_loop": {str(lp): v[0] for lp, v in sorted(loops.items())},
-            "test_dsc_by_loop": {str(lp): float(v[1][SELECT_BY].mean())
-                                 for lp, v in sorted(loops.items())},
-            "test": {c: {"mean": float(test[c].mean()),
-                         "std": float(test[c].std(ddof=1)) if len(test) > 1 else None}
-                     for c in metrics},
-        }
-        per_case.append(test.assign(modality=modality, loop=chosen))
-    summary = {"experiment": name, "selection": f"loop with best mean validation {SELECT_BY}",
-               "branches": branches}
-    return summary, pd.concat(per_case)
 
 
 def paper_values(table: str) -> pd.DataFrame:
@@ -143,8 +113,8 @@ _STAT_OF = {"dsc": "std_dsc", "hd": "std_hd_mm"}  # table columns tested in stat
 
 def _table_reference_rows(stats: pd.DataFrame) -> pd.DataFrame:
     """The comparisons of ``stats`` against their table's reference row (``primary``; derived
-    with :func:`iman.stats.table_reference_flags` for a frame without that column)."""
-    from iman.stats import table_reference_flags
+    with :func:`iman.evaluation.stats.table_reference_flags` for a frame without that column)."""
+    from iman.evaluation.stats import table_reference_flags
 
     if "primary" in stats:
         return stats[stats["primary"].astype(bool)]
@@ -194,11 +164,12 @@ def add_significance(df: pd.DataFrame, row_names: list[str],
     with other rows never set its ``*``). ``row_names``/``per_case`` follow ``df``'s rows
     (``per_case``: each run's rows).
 
-    Returned: per column, the two-sided p (:func:`iman.stats.compare`) of its best row vs the
+    Returned: per column, the two-sided p (:func:`iman.evaluation.stats.compare`) of its best
+    row vs the
     runner-up, or 1 when the paired mean difference does not favour the best (given the
     metric's direction) or the two means tie.
     """
-    from iman.stats import case_means, compare
+    from iman.evaluation.stats import case_means, compare
 
     _case_counts(df, per_case)
     if stats is not None and len(stats):
@@ -481,3 +452,23 @@ def write_table(table: str, df: pd.DataFrame, csv: Path, md: Path, tex: Path, pa
     blocks = [(CAPTIONS["standard"], standard), (CAPTIONS["compatible"], compatible)]
     page.write_text(_html(TITLES[table], blocks, table, note), encoding="utf-8")
     return [csv, md, tex, page]
+
+
+def table(name: str, rows: Sequence[tuple[dict[str, Any], Sequence[str]]],
+          files: Mapping[str, str | Path], csv: Path, md: Path, tex: Path,
+          html: Path) -> None:
+    """One paper table (``csv``, ``md``, ``tex``, ``html``) from its rows (labels, experiment
+    names), their summaries (:func:`~iman.names.summary_key`), per-case rows
+    (:func:`~iman.names.per_case_key`) and the table's paired comparisons (``stats``)."""
+    from iman.experiments import row_label
+
+    loaded = {exp: json.loads(Path(files[summary_key(exp)]).read_text())
+              for _, exps in rows for exp in exps}
+    df = build_table(name, [(dict(lab), [loaded[e] for e in exps]) for lab, exps in rows])
+    per_case = {exp: pd.read_csv(files[per_case_key(exp)], dtype={"case_id": str})
+                for _, exps in rows for exp in exps}
+    separation = add_significance(
+        df, [row_label(dict(lab)) for lab, _ in rows],
+        [[per_case[e] for e in exps] for _, exps in rows], pd.read_csv(files["stats"]))
+    init = init_note([(row_label(dict(lab)), [loaded[e] for e in exps]) for lab, exps in rows])
+    write_table(name, df, csv, md, tex, html, separation, init)

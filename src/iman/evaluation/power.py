@@ -3,12 +3,12 @@ difference at 80 % power, simulated from the run's own per-case spread (docs/sta
 
 The simulation takes the observed per-case paired differences of one comparison, centres
 them (the null), adds a true shift δ, draws ``n`` cases with replacement, and runs the
-workflow's own test (:func:`iman.stats.sign_flip`). Power is the share of draws whose p,
+workflow's own test (:func:`iman.evaluation.stats.sign_flip`). Power is the share of draws whose p,
 multiplied by the Holm family size ``m`` (the worst case: the family's smallest p is
 multiplied by m), stays below α. The minimal detectable difference is the smallest δ on a
 grid with power ≥ 0.8.
 
-    python -m iman.power --results results --table table2 --metric std_dsc
+    python -m iman.evaluation.power --results results --table table2 --metric std_dsc
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from iman.stats import EXACT_MAX_N, N_FLIPS, sign_flip
+from iman.evaluation.stats import EXACT_MAX_N, N_FLIPS, sign_flip
 
 __all__ = ["minimal_detectable", "power_at", "smallest_p"]
 
@@ -67,9 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--sims", type=int, default=200)
     args = ap.parse_args(argv)
     from iman.config import resolve_config
+    from iman.evaluation.stats import case_means
     from iman.experiments import table_comparisons
     from iman.paths import Paths
-    from iman.stats import case_means
 
     cfg = resolve_config([args.results / "config.resolved.yaml"], {})
     comps = table_comparisons(cfg, args.table)

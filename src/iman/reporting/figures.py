@@ -13,6 +13,7 @@ thresholded at 0.5 — in :data:`PRED_COLOUR` (magenta).
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -28,7 +29,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import ConnectionPatch, Patch, Rectangle
 
-from iman.names import FILTERS, MODALITIES
+from iman.experiments import Node, node_for, parse_name
+from iman.names import FILTERS, MODALITIES, node_key, per_case_key, pred_key, summary_key
+from iman.paths import case_file
 
 __all__ = [
     "DPI",
@@ -664,7 +667,7 @@ def forest_plot(stats_csv: Path | str, png: Path | str, pdf: Path | str, *,
                 alpha: float = 0.05) -> tuple[Path, Path]:
     """Paired differences (row − reference) with their CIs: one panel per table × modality.
 
-    Reads ``stats.csv`` (:func:`iman.steps.stats_table`); filled markers where the
+    Reads ``stats.csv`` (:func:`iman.evaluation.comparisons.stats_table`); filled markers where the
     Holm-adjusted p is below ``alpha``, open ones elsewhere; n cases in each label. A table
     without comparisons (e.g. one row) gets an empty panel saying so.
     """
@@ -701,3 +704,49 @@ def forest_plot(stats_csv: Path | str, png: Path | str, pdf: Path | str, *,
                                color="#444444", label="not significant")],
                loc="outside lower center", ncols=2, frameon=False)
     return _save(fig, png, pdf)
+
+
+def qualitative_figure(methods: Sequence[str], reference: str, files: Mapping[str, str | Path],
+                       cache_dir: Path, n_cases: int, png: Path, pdf: Path) -> None:
+    """Fig. 3 grid: each method's selected-loop predictions on test cases spread over the
+    ``reference`` method's DSC range (IMAN in the workflow).
+
+    ``files`` holds per method its summary, per-case rows and every candidate loop's
+    predictions (:func:`~iman.names.summary_key`, :func:`~iman.names.per_case_key`,
+    :func:`~iman.names.pred_key`, keyed by the method's name).
+    """
+    from iman.reporting.tables import METHOD_LABELS
+
+    preds = {}
+    for method in methods:
+        summary = json.loads(Path(files[summary_key(method)]).read_text())
+        preds[METHOD_LABELS.get(method, method)] = {
+            m: Path(files[pred_key(method, Node(b["run"], m, b["loop"]))])
+            for m, b in summary["branches"].items()}
+    reference_rows = pd.read_csv(files[per_case_key(reference)], dtype={"case_id": str})
+    cases = pick_cases(reference_rows, n_cases)
+    qualitative_grid({c: case_file(cache_dir, c) for c in cases}, preds, png, pdf)
+
+
+
+def margin_pathway_figure(experiment: str, files: Mapping[str, str | Path], cache_dir: Path,
+                          png: Path, pdf: Path) -> None:
+    """The 'X' pathway of one test case across an IMAN experiment's loops.
+
+    ``files`` holds the experiment's per-case rows (:func:`~iman.names.per_case_key`) and,
+    by :func:`~iman.names.node_key`, each loop's predictions and the margins each branch
+    received.
+    """
+    spec = parse_name(experiment)
+    case = pick_cases(pd.read_csv(files[per_case_key(experiment)], dtype={"case_id": str}),
+                      1)[0]
+    entries = []
+    for loop in range((spec.loops or 0) + 1):
+        entry: dict[str, Path] = {}
+        for m in MODALITIES:
+            node = node_for(spec, m, loop)
+            entry[f"{m}_pred"] = Path(files[node_key(node, "pred")])
+            if node_key(node, "margin") in files:
+                entry[f"{m}_margin"] = Path(files[node_key(node, "margin")])
+        entries.append(entry)
+    margin_pathway(case, case_file(cache_dir, case), entries, png, pdf)

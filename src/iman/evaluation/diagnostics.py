@@ -13,7 +13,7 @@ For every test case and branch of an experiment, at the loop the experiment repo
 * ``boundary_gate``: the mean margin value on the lesion's one-pixel boundary, the place the
   band is meant to highlight.
 
-``python -m iman.diagnostics --results results --out docs/figures/margins_diagnostics``
+``python -m iman.evaluation.diagnostics --results results --out docs/figures/margins_diagnostics``
 writes ``<out>.csv`` (one row per case, branch and experiment) and ``<out>.png`` and prints the
 per-experiment means and Spearman correlations (docs/iman-on-the-phantom.md).
 """

@@ -21,7 +21,8 @@ import pandas as pd
 
 from iman.paths import parse_node
 
-__all__ = ["COLUMNS", "collect_costs", "estimate_hours", "node_key", "write_cost_table"]
+__all__ = ["COLUMNS", "collect_costs", "cost_table", "estimate_hours", "node_key",
+           "write_cost_table"]
 
 #: columns of the table returned by :func:`collect_costs`
 COLUMNS = ["run", "modality", "loop", "wall_seconds", "max_rss_mb", "device", "epochs",
@@ -157,3 +158,12 @@ def estimate_hours(cost: pd.DataFrame, nodes: list, epochs: float) -> pd.DataFra
                      "planned_jobs": count, "measured_jobs": measured_jobs,
                      "s_per_epoch": per_epoch, "overhead_s": overhead, "hours": hours})
     return pd.DataFrame(rows)
+
+
+def cost_table(histories: Sequence[str | Path], provenances: Sequence[str | Path],
+               benchmarks: Sequence[str | Path], out: Path) -> None:
+    """Cost table of every training job and the total (benchmarks that exist): time from
+    the benchmarks and histories, the device from each node's provenance record."""
+    bench = [Path(p) for p in benchmarks if Path(p).exists()]
+    write_cost_table(collect_costs(bench, [Path(p) for p in histories],
+                                   [Path(p) for p in provenances]), out)

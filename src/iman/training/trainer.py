@@ -32,10 +32,10 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from iman.data.dataset import Augment, CaseArrays, augment_batch
-from iman.losses import SegLoss, dice_loss
 from iman.models import build_model
 from iman.paths import NodeFiles
 from iman.provenance import environment
+from iman.training.losses import SegLoss, dice_loss
 
 __all__ = ["RESUME_EVERY_S", "CheckpointFiles", "Preempted", "TrainConfig", "Trainer",
            "build_from_checkpoint", "predict_probs", "seed_everything"]

@@ -4,7 +4,7 @@ The paper protocol (``model.pretrained: true``, the schema default) starts every
 has a public ImageNet file — the smp frameworks' ResNet-50, TransUNet's R50+ViT-B/16,
 Swin-Unet's Swin-T, GG-Net's ResNeXt-101 — from it; the rest train from scratch, as in their
 own papers. The files live in one cache (:func:`cache_dir`: ``$IMAN_WEIGHTS_DIR``, default
-``$XDG_CACHE_HOME/iman/weights``). ``iman weights fetch`` fills it on a machine with
+``$XDG_CACHE_HOME/iman/training/weights``). ``iman weights fetch`` fills it on a machine with
 internet, trying each file's sources in order; the workflow never downloads.
 
 Each catalogue file lists ordered *sources* (the same weights at several places, possibly in
@@ -41,7 +41,7 @@ __all__ = ["CATALOG_PATH", "Norm", "Resolved", "Source", "WeightFile", "WeightsE
            "cache_dir", "catalog", "check_available", "check_once", "expected_file", "fetch",
            "file_problem", "locate", "resolve", "sha256sum", "weights_key"]
 
-CATALOG_PATH = Path(__file__).parent / "resources" / "weights.yaml"
+CATALOG_PATH = Path(__file__).parents[1] / "resources" / "weights.yaml"
 MANIFEST = "weights.json"
 VERIFY_HINT = "check it with: iman weights verify {path} --method {method}"
 LAYOUTS = ("torch", "npz", "timm", "safetensors")
@@ -226,7 +226,7 @@ def _parse_catalog(path: Path, mtime_ns: int) -> dict[str, WeightFile]:
 
 
 def cache_dir() -> Path:
-    """``$IMAN_WEIGHTS_DIR``, else ``$XDG_CACHE_HOME/iman/weights`` (``~/.cache``)."""
+    """``$IMAN_WEIGHTS_DIR``, else ``$XDG_CACHE_HOME/iman/training/weights`` (``~/.cache``)."""
     if os.environ.get("IMAN_WEIGHTS_DIR"):
         return Path(os.environ["IMAN_WEIGHTS_DIR"]).expanduser().resolve()
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()

@@ -1,0 +1,2 @@
+"""Training: the trainer (loop, checkpoints, resume), losses, pretrained weights, and one
+training node as the train rule runs it (:mod:`iman.training.node`)."""
