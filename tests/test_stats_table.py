@@ -14,8 +14,9 @@ import pytest
 from test_tables import _cells
 
 from iman.evaluation.comparisons import stats_table
+from iman.evaluation.paper_tables import table_data
 from iman.names import per_case_key, summary_key
-from iman.reporting.tables import table
+from iman.reporting.tables import render_table
 
 METRICS = ("std_dsc", "std_hd_mm", "std_hd95_mm", "paper_soft_dsc", "paper_row_hd")
 K = np.arange(1, 11) / 100  # 0.01 .. 0.10: ten positive case differences
@@ -152,9 +153,12 @@ def test_table3_keeps_ceus_only_unless_told(study: dict) -> None:
     assert len(us) == 2 and (us["mean_diff"] == 0).all() and (us["p"] == 1).all()
 
 
-def _outs(stem: Path) -> list[Path]:
-    """The table rule's four outputs: csv, md, tex, html."""
-    return [stem.with_suffix(f".{ext}") for ext in ("csv", "md", "tex", "html")]
+def table(name: str, rows: list[tuple[dict, list[str]]], files: dict, stem: Path) -> None:
+    """Rules table_data then table: the numbers and marks, then the rendering from them alone
+    (``stem``.csv, ``stem``_marks.json, ``stem``.md/.tex/.html)."""
+    csv, marks = stem.with_suffix(".csv"), stem.with_name(f"{stem.name}_marks.json")
+    table_data(name, rows, files, csv, marks)
+    render_table(name, csv, marks, *(stem.with_suffix(f".{e}") for e in ("md", "tex", "html")))
 
 
 def _table_files(root: Path, rows: list[tuple[dict, list[str]]], stats: Path) -> dict:
@@ -174,8 +178,7 @@ def test_star_comes_from_the_table_reference_comparison_only(study: dict,
         labels = dict(kv.split("=") for kv in row.split())
         rows.append(({k: int(v) for k, v in labels.items()},
                      [exp_name(row, 0), exp_name(row, 1)]))
-    table("table2", rows, _table_files(study["root"], rows, study["out"]),
-          *_outs(tmp_path / "t2"))
+    table("table2", rows, _table_files(study["root"], rows, study["out"]), tmp_path / "t2")
     md = (tmp_path / "t2.md").read_text(encoding="utf-8")
     csv = pd.read_csv(tmp_path / "t2.csv")
     # IMAN: vs the baseline p_holm = 10/1024 (*), vs MMG+ITP 792/1024 (listed last)
@@ -211,7 +214,7 @@ def test_a_skewed_best_gets_no_bold(tmp_path: Path) -> None:
                 {per_case_key(e): root / e / "per_case.csv" for e in ("unet", "fpn", "iman")},
                 out)
     rows = [({"method": m}, [m]) for m in ("unet", "fpn", "iman")]
-    table("table1", rows, _table_files(root, rows, out), *_outs(tmp_path / "t1"))
+    table("table1", rows, _table_files(root, rows, out), tmp_path / "t1")
     md = (tmp_path / "t1.md").read_text(encoding="utf-8")
     dsc = _cells(md, "US DSC ↑")
     mean = [float(c.strip("* ").split()[0]) for c in dsc]

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from iman.evaluation.evaluate import summarize_experiment
+from iman.evaluation.paper_tables import build_table, paper_values
 from iman.experiments import Node
-from iman.reporting.tables import build_table, paper_values, write_table
+from iman.reporting.tables import write_table
 
 
 def _metrics(path: Path, val: float, test: float) -> Path:
@@ -40,8 +41,8 @@ def test_loop_is_selected_by_validation_not_test(tmp_path: Path) -> None:
 
 
 def _outs(stem: Path) -> list[Path]:
-    """The table rule's four outputs: csv, md, tex, html."""
-    return [stem.with_suffix(f".{ext}") for ext in ("csv", "md", "tex", "html")]
+    """The rendered table's three files: md, tex, html."""
+    return [stem.with_suffix(f".{ext}") for ext in ("md", "tex", "html")]
 
 
 def _summary(us: float | None, ceus: float | None) -> dict:
@@ -74,13 +75,13 @@ def test_table1_layout_paper_values_and_bold(tmp_path: Path) -> None:
     assert pd.isna(df.loc[1, "ceus_dsc"])  # US-only method: no CEUS cell
     assert df.loc[0, "paper_us_dsc"] == pytest.approx(0.7805)
     assert df.loc[2, "paper_ceus_dsc"] == pytest.approx(0.8116)
-    csv, md, tex, html = write_table("table1", df, *_outs(tmp_path / "table1"))
-    assert [p.suffix for p in (csv, md, tex, html)] == [".csv", ".md", ".tex", ".html"]
+    md, tex, html = write_table("table1", df, *_outs(tmp_path / "table1"))
+    assert [p.suffix for p in (md, tex, html)] == [".md", ".tex", ".html"]
     text = md.read_text(encoding="utf-8")
     assert "**0.7000 ± 0.1414** (paper 0.7805)" in text  # best US soft DSC in bold (tie-free)
     assert "AAU-net" in text and "—" in text
-    assert pd.read_csv(csv).shape[0] == 3
-    assert list(pd.read_csv(csv).filter(like="paper_").columns) == [
+    assert df.shape[0] == 3
+    assert list(df.filter(like="paper_").columns) == [
         "paper_us_dsc", "paper_us_hd", "paper_ceus_dsc", "paper_ceus_hd"]
 
 
@@ -98,7 +99,7 @@ def _one_seed_table() -> pd.DataFrame:
 
 def test_paper_values_stand_beside_the_compatible_family_only(tmp_path: Path) -> None:
     df = _one_seed_table()
-    _, md, _, html = write_table("table1", df, *_outs(tmp_path / "t1"))
+    md, _, html = write_table("table1", df, *_outs(tmp_path / "t1"))
     text = md.read_text(encoding="utf-8")
     # UNet: paper US DSC 0.7805, US HD 6.4727; IMAN: 0.8396, 6.1450 (Table I)
     assert _cells(text, "US soft DSC ↑") == ["0.6200 (paper 0.7805)",
@@ -122,7 +123,7 @@ def test_paper_values_stand_beside_the_compatible_family_only(tmp_path: Path) ->
 
 
 def test_best_cell_is_bold_in_md_tex_and_html(tmp_path: Path) -> None:
-    _, md, tex, html = write_table("table1", _one_seed_table(), *_outs(tmp_path / "t1"))
+    md, tex, html = write_table("table1", _one_seed_table(), *_outs(tmp_path / "t1"))
     assert "| **0.7100** " in md.read_text(encoding="utf-8")
     latex = tex.read_text(encoding="utf-8")
     assert r"\textbf{0.7100}" in latex and r"\textbf{0.7200} (paper 0.8396)" in latex
@@ -135,7 +136,7 @@ def test_latex_escapes_every_special_character(tmp_path: Path) -> None:
     summary = _summary(0.6, 0.5)
     df = build_table("table1", [({"method": "50% & $x_{1}#"}, [summary]),
                                 ({"method": r"a~b^c\d"}, [summary])])
-    _, md, tex, html = write_table("table1", df, *_outs(tmp_path / "t1"))
+    md, tex, html = write_table("table1", df, *_outs(tmp_path / "t1"))
     latex = tex.read_text(encoding="utf-8")
     assert r"50\% \& \$x\_\{1\}\#" in latex
     assert r"a\textasciitilde b\textasciicircum c\textbackslash d" in latex
@@ -163,7 +164,8 @@ def test_paper_values_are_the_printed_ones() -> None:
 
 def test_bold_only_where_the_best_differs_from_the_runner_up_and_stars_mark_holm(
         tmp_path: Path) -> None:
-    from iman.reporting.tables import add_significance, build_table, write_table
+    from iman.evaluation.paper_tables import add_significance, build_table
+    from iman.reporting.tables import write_table
 
     def summary(dsc: float) -> dict:
         test = {c: {"mean": dsc, "std": 0.0} for c in
@@ -213,7 +215,7 @@ def _runs(cases: list[str], values: np.ndarray, modality: str = "us") -> pd.Data
 
 
 def test_bold_needs_the_paired_difference_in_the_best_rows_favour() -> None:
-    from iman.reporting.tables import add_significance
+    from iman.evaluation.paper_tables import add_significance
 
     # the table means (over runs) rank UNet first, but on the paired cases UNet is worse
     # than FPN on every one of 10 cases (p = 2/1024, in FPN's favour): no bold
@@ -237,7 +239,7 @@ def _display_bold(df: pd.DataFrame, sep: dict[str, float]) -> dict[str, list[int
 
 
 def test_n_cases_counts_distinct_test_cases_over_runs() -> None:
-    from iman.reporting.tables import add_significance
+    from iman.evaluation.paper_tables import add_significance
 
     cases = [f"C{i}" for i in range(6)]
     v = np.linspace(0.4, 0.6, 6)
@@ -253,7 +255,7 @@ def test_n_cases_counts_distinct_test_cases_over_runs() -> None:
 
 
 def test_star_is_keyed_by_row_and_table_reference() -> None:
-    from iman.reporting.tables import add_significance
+    from iman.evaluation.paper_tables import add_significance
 
     # Table II: MMG+ITP vs the baseline (table reference, n.s.) and vs the control (listed
     # last, significant): no `*` from the control comparison, whatever the order

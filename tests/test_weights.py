@@ -231,16 +231,18 @@ def test_imagenet_normalisation_repeats_grey_to_rgb_and_pads_with_black() -> Non
 
 
 def test_the_tables_say_how_networks_were_initialised() -> None:
+    from iman.evaluation.paper_tables import init_files
     from iman.reporting.tables import init_note
 
     def summary(*weights: str | None) -> dict:
         return {"provenance": {m: {"protocol": {"weights": wt}}
                                for m, wt in zip(("us", "ceus"), weights)}}
 
-    assert init_note([("UNet", [summary(None, None)])]) == (
+    assert init_note([("UNet", init_files([summary(None, None)]))]) == (
         "Initialisation: every network trained from random initialisation.")
-    note = init_note([("UNet", [summary("/c/resnet50-19c8e357.pth", "/c/resnet50-19c8e357.pth")]),
-                      ("DC-Net", [summary(None)])])
+    note = init_note([
+        ("UNet", init_files([summary("/c/resnet50-19c8e357.pth", "/c/resnet50-19c8e357.pth")])),
+        ("DC-Net", init_files([summary(None)]))])
     assert note == ("Initialisation: UNet from resnet50-19c8e357.pth; DC-Net from random "
                     "initialisation.")
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FILTERS",
     "INJECTION_TAGS",
+    "METHOD_LABELS",
     "METHOD_NAMES",
     "MODALITIES",
     "ROUTINGS",
@@ -41,6 +42,13 @@ __all__ = [
 METHOD_NAMES = ("unet", "fpn", "unetpp", "deeplabv3", "transunet", "swinunet", "aaunet",
                 "nunet", "usseg", "ggnet", "dcnet", "dpran", "ceusegnet")
 """Every registered model, in registration order (a test checks it equals the registry)."""
+METHOD_LABELS = {
+    "unet": "UNet", "fpn": "FPN", "unetpp": "UNet++", "deeplabv3": "DeepLabV3",
+    "transunet": "TransUNet", "swinunet": "SwinUNet", "aaunet": "AAU-net", "nunet": "NU-net",
+    "dpran": "DpRAN", "ceusegnet": "CEUSegNet", "usseg": "US-SEG (seed)",
+    "ggnet": "GG-Net (seed)", "dcnet": "DC-Net (seed)", "iman": "IMAN",
+}
+"""How tables and figures name each method (the paper's names; a seed baseline is marked)."""
 MODALITIES = ("us", "ceus")
 ROUTINGS = ("none", "self", "cross", "oracle", "mismatch")
 """Where a branch's margins come from in loops >= 1: none (the epoch-matched control), its own

@@ -180,6 +180,11 @@ class Paths:
         """Paired comparisons of every table (docs/statistics.md)."""
         return f"{self.root}/tables/stats.csv"
 
+    def table_marks(self, table: str) -> str:
+        """What a table's rendering marks beyond its numbers: best vs runner-up per column,
+        each row's initialisation (JSON, rule ``table_data``)."""
+        return f"{self.root}/tables/{table}_marks.json"
+
     def table_stats(self, table: str) -> str:
         """Paired comparisons of one table (read by that table's rule)."""
         return f"{self.root}/tables/{table}_stats.csv"

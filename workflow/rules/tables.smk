@@ -1,7 +1,7 @@
 # Tables I-V and the cost table: cheap rules made only from summaries (never retrain).
 
 
-rule table:
+rule table_data:
     input:
         unpack(get_table_inputs),
     output:
@@ -11,6 +11,23 @@ rule table:
             category="Tables",
             labels={"table": "{table}"},
         ),
+        marks=P.table_marks("{table}"),
+    log:
+        P.log("tables", "{table}_data"),
+    params:
+        rows=get_table_rows,
+    localrule: True
+    conda:
+        ENV
+    script:
+        "../scripts/table_data.py"
+
+
+rule table:
+    input:
+        csv=P.table("{table}", "csv"),
+        marks=P.table_marks("{table}"),
+    output:
         md=P.table("{table}", "md"),
         tex=P.table("{table}", "tex"),
         html=report(
@@ -21,8 +38,6 @@ rule table:
         ),
     log:
         P.log("tables", "{table}"),
-    params:
-        rows=get_table_rows,
     localrule: True
     conda:
         ENV

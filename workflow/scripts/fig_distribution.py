@@ -5,9 +5,8 @@ from pathlib import Path
 import pandas as pd
 from _log import run_logged
 
-from iman.names import per_case_key
+from iman.names import METHOD_LABELS, per_case_key
 from iman.reporting.figures import dsc_distribution
-from iman.reporting.tables import METHOD_LABELS
 
 sm = snakemake  # noqa: F821
 files = dict(sm.input.items())

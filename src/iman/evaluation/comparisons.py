@@ -34,12 +34,13 @@ def stats_table(comparisons: Sequence[tuple[str, str, str, Sequence[str], Sequen
     ``comparisons``: (table, row, reference row, row experiments, reference experiments);
     ``per_case``: each experiment's ``per_case.csv`` under :func:`~iman.names.per_case_key`;
     ``modalities``: table → the modalities it tests (default
-    :data:`iman.reporting.tables.TABLE_MODALITIES`: Table III CEUS only, the others US and
+    :data:`iman.evaluation.paper_tables.TABLE_MODALITIES`: Table III CEUS only, the others US and
     CEUS). ``primary`` marks a comparison against the row's table reference row
     (:func:`iman.evaluation.stats.table_reference_flags`), the one a table's ``*`` shows;
     ``better`` is the sign of ``mean_diff`` (and ``effect_size``) that means the row is
     better. Holm's correction runs within each table, modality and metric.
     """
+    from iman.evaluation.paper_tables import table_modalities
     from iman.evaluation.stats import (
         CI_METHOD,
         TEST,
@@ -48,7 +49,6 @@ def stats_table(comparisons: Sequence[tuple[str, str, str, Sequence[str], Sequen
         holm,
         table_reference_flags,
     )
-    from iman.reporting.tables import table_modalities
 
     def tested(table: str) -> Sequence[str]:
         return modalities.get(table, ("us", "ceus")) if modalities is not None else (

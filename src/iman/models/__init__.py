@@ -39,8 +39,11 @@ __all__ = [
 
 
 def all_entries() -> list[ModelEntry]:
-    """Every registered model, in registration order."""
+    """Every registered model, in the order of :data:`iman.names.METHOD_NAMES` (the order of
+    ``iman models`` and the tables; not the import order, which depends on what ran first)."""
     from iman.models.registry import _load_all
+    from iman.names import METHOD_NAMES
 
     _load_all()
-    return list(REGISTRY.values())
+    rank = {name: i for i, name in enumerate(METHOD_NAMES)}
+    return sorted(REGISTRY.values(), key=lambda e: rank.get(e.name, len(rank)))

@@ -715,7 +715,7 @@ def qualitative_figure(methods: Sequence[str], reference: str, files: Mapping[st
     predictions (:func:`~iman.names.summary_key`, :func:`~iman.names.per_case_key`,
     :func:`~iman.names.pred_key`, keyed by the method's name).
     """
-    from iman.reporting.tables import METHOD_LABELS
+    from iman.names import METHOD_LABELS
 
     preds = {}
     for method in methods:

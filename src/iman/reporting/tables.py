@@ -1,210 +1,31 @@
-"""Experiment summaries and Tables I–V (csv, md, tex, html) made only from evaluation files.
+"""Tables I–V rendered (md, tex, html) from their numbers and marks alone.
 
-Per-case metric rows → :func:`summarize_experiment` (choose each branch's loop by the mean
-validation DSC, report that loop's *test* metrics) → :func:`build_table` (rows of a paper
-table, mean ± sample std over runs (seeds × folds), the printed paper values) →
-:func:`add_significance` (distinct test cases, ``*`` against each row's table reference,
-which best differs from its runner-up) → :func:`write_table` (two blocks: the standard
-metrics, and the paper-compatible ones with the printed paper value beside each; best value
-in bold). Restyling a table never retrains anything.
+:func:`render_table` reads ``<table>.csv`` and ``<table>_marks.json``
+(:func:`iman.evaluation.paper_tables.table_data`) and :func:`write_table` draws two blocks:
+the standard metrics, and the paper-compatible ones with the printed paper value beside each;
+``*`` where a row differs from its table reference row, the best value in bold where it
+differs from the runner-up. Restyling a table reads no per-case file and retrains nothing.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Mapping, Sequence
-from importlib import resources
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from iman.names import per_case_key, summary_key
+from iman.evaluation.paper_tables import REPORTED
 
-__all__ = ["METHOD_LABELS", "TABLE_MODALITIES", "add_significance", "build_table", "legend",
-           "paper_values", "table", "table_modalities", "write_table"]
-
-METHOD_LABELS = {
-    "unet": "UNet", "fpn": "FPN", "unetpp": "UNet++", "deeplabv3": "DeepLabV3",
-    "transunet": "TransUNet", "swinunet": "SwinUNet", "aaunet": "AAU-net", "nunet": "NU-net",
-    "dpran": "DpRAN", "ceusegnet": "CEUSegNet", "usseg": "US-SEG (seed)",
-    "ggnet": "GG-Net (seed)", "dcnet": "DC-Net (seed)", "iman": "IMAN",
-}
-# reported columns: name in the table -> (metric column, higher is better)
-REPORTED = {
-    "dsc": ("std_dsc", True), "hd": ("std_hd_mm", False), "hd95": ("std_hd95_mm", False),
-    "soft_dsc": ("paper_soft_dsc", True), "row_hd": ("paper_row_hd", False),
-}
-TABLE_MODALITIES: dict[str, tuple[str, ...]] = {"table3": ("ceus",)}
-"""Modalities a table reports and tests when not both (Table III: CEUS only; every frame
-count shares one US node, so its US comparisons would be a node against itself)."""
-
-
-def table_modalities(table: str) -> tuple[str, ...]:
-    """The modalities of a table's columns and of its paired comparisons."""
-    return TABLE_MODALITIES.get(table, ("us", "ceus"))
-
-
-
-
-def paper_values(table: str) -> pd.DataFrame:
-    """The printed values of a paper table (shipped with the package)."""
-    ref = resources.files("iman") / "resources" / "paper_tables" / f"{table}.csv"
-    with ref.open() as fh:
-        return pd.read_csv(fh, dtype=str, keep_default_na=False)
-
-
-def _paper_row(table: str, labels: dict[str, Any]) -> dict[str, float]:
-    paper = paper_values(table)
-    key = dict(labels)
-    if "method" in key:
-        key["method"] = METHOD_LABELS.get(key["method"], key["method"])
-    if "backbone" in key:
-        key["backbone"] = METHOD_LABELS.get(key["backbone"], key["backbone"])
-    mask = np.ones(len(paper), bool)
-    for k, v in key.items():
-        if k not in paper.columns:
-            return {}
-        mask &= paper[k].astype(str) == str(v)
-    if not mask.any():
-        return {}
-    row = paper[mask].iloc[0]
-    return {f"paper_{c}": float(row[c]) for c in paper.columns
-            if c.endswith(("_dsc", "_hd")) and row[c] != ""}
-
-
-def build_table(table: str, rows: list[tuple[dict[str, Any], list[dict[str, Any]]]]
-                ) -> pd.DataFrame:
-    """One CSV row per table row: labels, reproduced mean/std over runs, paper values.
-
-    The number of test cases behind a row (``<mod>_n_cases``) needs the per-case rows and is
-    added by :func:`add_significance`.
-    """
-    records = []
-    modalities = table_modalities(table)
-    for labels, summaries in rows:
-        rec: dict[str, Any] = dict(labels)
-        if "method" in labels:
-            rec["method"] = METHOD_LABELS.get(labels["method"], labels["method"])
-        for modality in modalities:
-            for short, (col, _) in REPORTED.items():
-                vals = [s["branches"][modality]["test"][col]["mean"] for s in summaries
-                        if modality in s["branches"]]
-                if vals:
-                    rec[f"{modality}_{short}"] = float(np.mean(vals))
-                    rec[f"{modality}_{short}_std"] = (float(np.std(vals, ddof=1))
-                                                      if len(vals) > 1 else np.nan)
-            loops = [s["branches"][modality]["loop"] for s in summaries
-                     if modality in s["branches"]]
-            if loops:
-                rec[f"{modality}_loop"] = ",".join(map(str, loops))
-        rec.update(_paper_row(table, labels))
-        rec["n_runs"] = len(summaries)  # seeds x folds
-        records.append(rec)
-    return pd.DataFrame(records)
+__all__ = ["ALPHA", "CAPTIONS", "TITLES", "controls_note", "init_note", "legend",
+           "render_table", "write_table"]
 
 
 ALPHA = 0.05
 """Significance level of the table markers and of the best-vs-runner-up check."""
-_STAT_OF = {"dsc": "std_dsc", "hd": "std_hd_mm"}  # table columns tested in stats.csv
-
-
-def _table_reference_rows(stats: pd.DataFrame) -> pd.DataFrame:
-    """The comparisons of ``stats`` against their table's reference row (``primary``; derived
-    with :func:`iman.evaluation.stats.table_reference_flags` for a frame without that column)."""
-    from iman.evaluation.stats import table_reference_flags
-
-    if "primary" in stats:
-        return stats[stats["primary"].astype(bool)]
-    keep = pd.Series(False, index=stats.index)
-    tables = stats.groupby("table").groups.values() if "table" in stats else [stats.index]
-    for idx in tables:
-        pairs = stats.loc[idx, ["row", "reference"]].drop_duplicates()
-        flags = table_reference_flags(list(pairs["row"]), list(pairs["reference"]))
-        primary = {(r, ref) for (r, ref), f in zip(pairs.itertuples(index=False), flags) if f}
-        keep[idx] = [(r, ref) in primary
-                     for r, ref in zip(stats.loc[idx, "row"], stats.loc[idx, "reference"])]
-    return stats[keep]
-
-
-def _case_counts(df: pd.DataFrame, per_case: list[list[pd.DataFrame]]) -> None:
-    """``<mod>_n_cases``: distinct test cases over a row's runs (a case tested by 3 seeds
-    counts once), placed after ``<mod>_loop``."""
-    for modality in ("us", "ceus"):
-        if f"{modality}_loop" not in df:
-            continue
-        counts = []
-        for runs in per_case:
-            ids: set[str] = set()
-            for f in runs:
-                rows = f[f["modality"] == modality]
-                if "split" in rows:
-                    rows = rows[rows["split"] == "test"]
-                ids.update(rows["case_id"].astype(str))
-            counts.append(len(ids) if ids else None)
-        col = f"{modality}_n_cases"
-        values = pd.array(counts, dtype="Int64")
-        if col in df:
-            df[col] = values
-        else:
-            df.insert(df.columns.get_loc(f"{modality}_loop") + 1, col, values)
-
-
-def add_significance(df: pd.DataFrame, row_names: list[str],
-                     per_case: list[list[pd.DataFrame]], stats: pd.DataFrame | None
-                     ) -> dict[str, float]:
-    """Add the per-case facts of each row to ``df`` and return, per displayed column, the p
-    that decides its bold.
-
-    Added columns: ``<mod>_n_cases`` (distinct test cases over the row's runs), ``reference``
-    (the row's table reference row) and ``<mod>_<dsc|hd>_p_holm`` (the Holm-adjusted p of the
-    row vs that reference, from ``stats``, matched on (row, reference): a row's comparisons
-    with other rows never set its ``*``). ``row_names``/``per_case`` follow ``df``'s rows
-    (``per_case``: each run's rows).
-
-    Returned: per column, the two-sided p (:func:`iman.evaluation.stats.compare`) of its best
-    row vs the
-    runner-up, or 1 when the paired mean difference does not favour the best (given the
-    metric's direction) or the two means tie.
-    """
-    from iman.evaluation.stats import case_means, compare
-
-    _case_counts(df, per_case)
-    if stats is not None and len(stats):
-        primary = _table_reference_rows(stats)
-        reference = dict(zip(primary["row"], primary["reference"]))
-        if len(reference) != len(primary[["row", "reference"]].drop_duplicates()):
-            raise ValueError("a row of the table has two table reference rows in stats")
-        df["reference"] = [reference.get(r, "") for r in row_names]
-        for modality in ("us", "ceus"):
-            for short, metric in _STAT_OF.items():
-                sub = primary[(primary["modality"] == modality) & (primary["metric"] == metric)]
-                p = {(r, ref): v for r, ref, v in zip(sub["row"], sub["reference"], sub["p_holm"])}
-                if f"{modality}_{short}" in df:
-                    df[f"{modality}_{short}_p_holm"] = [p.get((r, reference.get(r)), np.nan)
-                                                        for r in row_names]
-    separation: dict[str, float] = {}
-    for modality in ("us", "ceus"):
-        for short, (metric, higher) in REPORTED.items():
-            col = f"{modality}_{short}"
-            if col not in df or df[col].notna().sum() < 2:
-                continue
-            order = df[col].sort_values(ascending=not higher).dropna().index
-            best, second = order[0], order[1]
-            if df.at[best, col] == df.at[second, col]:
-                separation[col] = 1.0
-                continue
-
-            def values(i: Any, metric: str = metric, modality: str = modality) -> pd.Series:
-                runs = [f[f["modality"] == modality] for f in per_case[i]]
-                return case_means(runs, metric)
-
-            c = compare(values(best), values(second))
-            favours_best = c.mean_diff > 0 if higher else c.mean_diff < 0
-            separation[col] = c.p if favours_best else 1.0
-    return separation
 
 
 def _fmt(mean: Any, std: Any) -> str:
@@ -403,17 +224,14 @@ def controls_note(df: pd.DataFrame) -> str:
             + "; ".join(parts) + ".")
 
 
-def init_note(rows: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> str:
-    """How the rows' networks were initialised, read from their summaries' node records.
+def init_note(rows: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """How the rows' networks were initialised.
 
-    ``rows``: (row label, its experiment summaries). Each node's recorded protocol names its
-    pretrained file (or none); rows are grouped by the files they started from.
+    ``rows``: (row label, the pretrained files its networks started from, "" for a random
+    start: :func:`iman.evaluation.paper_tables.init_files`); rows are grouped by their files.
     """
     groups: dict[str, list[str]] = {}
-    for label, summaries in rows:
-        files = sorted({Path(rec["protocol"]["weights"]).name if rec["protocol"].get("weights")
-                        else "" for s in summaries
-                        for rec in s.get("provenance", {}).values() if "protocol" in rec})
+    for label, files in rows:
         key = " + ".join(f for f in files if f) or ""
         if "" in files and key:
             key += " (some branches random)"
@@ -426,18 +244,17 @@ def init_note(rows: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> str:
     return "Initialisation: " + "; ".join(parts) + "."
 
 
-def write_table(table: str, df: pd.DataFrame, csv: Path, md: Path, tex: Path, page: Path,
+def write_table(table: str, df: pd.DataFrame, md: Path, tex: Path, page: Path,
                 separation: dict[str, float] | None = None, init: str = "") -> list[Path]:
-    """Write ``df`` to ``csv`` and, for both metric families, ``md``, ``tex`` and the
+    """Render ``df`` (a table's numbers) for both metric families: ``md``, ``tex`` and the
     ``page`` (html).
 
-    ``separation`` (:func:`add_significance`): bold only where the best differs from the
-    runner-up in its favour; without it the best mean is bold. ``init`` (:func:`init_note`)
-    follows the legend.
+    ``separation`` (:func:`iman.evaluation.paper_tables.add_significance`): bold only where the
+    best differs from the runner-up in its favour; without it the best mean is bold.
+    ``init`` (:func:`init_note`) follows the legend.
     """
-    for path in (csv, md, tex, page):
+    for path in (md, tex, page):
         path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(csv, index=False)
     standard = _display(df, STANDARD, separation)
     compatible = _display(df, COMPATIBLE, separation)
     note = " ".join(t for t in (legend(separation), controls_note(df), init) if t)
@@ -451,24 +268,13 @@ def write_table(table: str, df: pd.DataFrame, csv: Path, md: Path, tex: Path, pa
         f"% {note}"]), encoding="utf-8")
     blocks = [(CAPTIONS["standard"], standard), (CAPTIONS["compatible"], compatible)]
     page.write_text(_html(TITLES[table], blocks, table, note), encoding="utf-8")
-    return [csv, md, tex, page]
+    return [md, tex, page]
 
 
-def table(name: str, rows: Sequence[tuple[dict[str, Any], Sequence[str]]],
-          files: Mapping[str, str | Path], csv: Path, md: Path, tex: Path,
-          html: Path) -> None:
-    """One paper table (``csv``, ``md``, ``tex``, ``html``) from its rows (labels, experiment
-    names), their summaries (:func:`~iman.names.summary_key`), per-case rows
-    (:func:`~iman.names.per_case_key`) and the table's paired comparisons (``stats``)."""
-    from iman.experiments import row_label
-
-    loaded = {exp: json.loads(Path(files[summary_key(exp)]).read_text())
-              for _, exps in rows for exp in exps}
-    df = build_table(name, [(dict(lab), [loaded[e] for e in exps]) for lab, exps in rows])
-    per_case = {exp: pd.read_csv(files[per_case_key(exp)], dtype={"case_id": str})
-                for _, exps in rows for exp in exps}
-    separation = add_significance(
-        df, [row_label(dict(lab)) for lab, _ in rows],
-        [[per_case[e] for e in exps] for _, exps in rows], pd.read_csv(files["stats"]))
-    init = init_note([(row_label(dict(lab)), [loaded[e] for e in exps]) for lab, exps in rows])
-    write_table(name, df, csv, md, tex, html, separation, init)
+def render_table(name: str, csv: Path, marks: Path, md: Path, tex: Path, html: Path) -> None:
+    """Render one paper table (``md``, ``tex``, ``html``) from its numbers and marks
+    (:func:`iman.evaluation.paper_tables.table_data`): nothing else is read."""
+    data = json.loads(Path(marks).read_text())
+    df = pd.read_csv(csv, dtype={c: str for c in _LABELS})
+    init = init_note([(label, files) for label, files in data["initialisation"]])
+    write_table(name, df, md, tex, html, data["separation"], init)

@@ -1,0 +1,241 @@
+"""The numbers of a paper table (rule ``table_data``): its rows' mean ± std over runs, the
+printed paper values, the distinct test cases behind each row, each row's Holm-adjusted p
+against its table reference row, and which best mean differs from its runner-up.
+
+Experiment summaries and per-case rows → :func:`build_table` (rows of a paper table) →
+:func:`add_significance` (case counts, ``*`` against each row's table reference, best vs
+runner-up) → :func:`table_data` writes the tidy table (``<table>.csv``) and its marks
+(``<table>_marks.json``), all that :mod:`iman.reporting.tables` needs to render it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from iman.names import METHOD_LABELS, per_case_key, summary_key
+
+__all__ = ["REPORTED", "TABLE_MODALITIES", "add_significance", "build_table", "init_files",
+           "paper_values", "table_data", "table_modalities"]
+
+
+# reported columns: name in the table -> (metric column, higher is better)
+REPORTED = {
+    "dsc": ("std_dsc", True), "hd": ("std_hd_mm", False), "hd95": ("std_hd95_mm", False),
+    "soft_dsc": ("paper_soft_dsc", True), "row_hd": ("paper_row_hd", False),
+}
+
+
+
+TABLE_MODALITIES: dict[str, tuple[str, ...]] = {"table3": ("ceus",)}
+"""Modalities a table reports and tests when not both (Table III: CEUS only; every frame
+count shares one US node, so its US comparisons would be a node against itself)."""
+
+
+
+def table_modalities(table: str) -> tuple[str, ...]:
+    """The modalities of a table's columns and of its paired comparisons."""
+    return TABLE_MODALITIES.get(table, ("us", "ceus"))
+
+
+
+def paper_values(table: str) -> pd.DataFrame:
+    """The printed values of a paper table (shipped with the package)."""
+    ref = resources.files("iman") / "resources" / "paper_tables" / f"{table}.csv"
+    with ref.open() as fh:
+        return pd.read_csv(fh, dtype=str, keep_default_na=False)
+
+
+
+def _paper_row(table: str, labels: dict[str, Any]) -> dict[str, float]:
+    paper = paper_values(table)
+    key = dict(labels)
+    if "method" in key:
+        key["method"] = METHOD_LABELS.get(key["method"], key["method"])
+    if "backbone" in key:
+        key["backbone"] = METHOD_LABELS.get(key["backbone"], key["backbone"])
+    mask = np.ones(len(paper), bool)
+    for k, v in key.items():
+        if k not in paper.columns:
+            return {}
+        mask &= paper[k].astype(str) == str(v)
+    if not mask.any():
+        return {}
+    row = paper[mask].iloc[0]
+    return {f"paper_{c}": float(row[c]) for c in paper.columns
+            if c.endswith(("_dsc", "_hd")) and row[c] != ""}
+
+
+
+def build_table(table: str, rows: list[tuple[dict[str, Any], list[dict[str, Any]]]]
+                ) -> pd.DataFrame:
+    """One CSV row per table row: labels, reproduced mean/std over runs, paper values.
+
+    The number of test cases behind a row (``<mod>_n_cases``) needs the per-case rows and is
+    added by :func:`add_significance`.
+    """
+    records = []
+    modalities = table_modalities(table)
+    for labels, summaries in rows:
+        rec: dict[str, Any] = dict(labels)
+        if "method" in labels:
+            rec["method"] = METHOD_LABELS.get(labels["method"], labels["method"])
+        for modality in modalities:
+            for short, (col, _) in REPORTED.items():
+                vals = [s["branches"][modality]["test"][col]["mean"] for s in summaries
+                        if modality in s["branches"]]
+                if vals:
+                    rec[f"{modality}_{short}"] = float(np.mean(vals))
+                    rec[f"{modality}_{short}_std"] = (float(np.std(vals, ddof=1))
+                                                      if len(vals) > 1 else np.nan)
+            loops = [s["branches"][modality]["loop"] for s in summaries
+                     if modality in s["branches"]]
+            if loops:
+                rec[f"{modality}_loop"] = ",".join(map(str, loops))
+        rec.update(_paper_row(table, labels))
+        rec["n_runs"] = len(summaries)  # seeds x folds
+        records.append(rec)
+    return pd.DataFrame(records)
+
+
+
+_STAT_OF = {"dsc": "std_dsc", "hd": "std_hd_mm"}  # table columns tested in stats.csv
+
+
+
+def _table_reference_rows(stats: pd.DataFrame) -> pd.DataFrame:
+    """The comparisons of ``stats`` against their table's reference row (``primary``; derived
+    with :func:`iman.evaluation.stats.table_reference_flags` for a frame without that column)."""
+    from iman.evaluation.stats import table_reference_flags
+
+    if "primary" in stats:
+        return stats[stats["primary"].astype(bool)]
+    keep = pd.Series(False, index=stats.index)
+    tables = stats.groupby("table").groups.values() if "table" in stats else [stats.index]
+    for idx in tables:
+        pairs = stats.loc[idx, ["row", "reference"]].drop_duplicates()
+        flags = table_reference_flags(list(pairs["row"]), list(pairs["reference"]))
+        primary = {(r, ref) for (r, ref), f in zip(pairs.itertuples(index=False), flags) if f}
+        keep[idx] = [(r, ref) in primary
+                     for r, ref in zip(stats.loc[idx, "row"], stats.loc[idx, "reference"])]
+    return stats[keep]
+
+
+
+def _case_counts(df: pd.DataFrame, per_case: list[list[pd.DataFrame]]) -> None:
+    """``<mod>_n_cases``: distinct test cases over a row's runs (a case tested by 3 seeds
+    counts once), placed after ``<mod>_loop``."""
+    for modality in ("us", "ceus"):
+        if f"{modality}_loop" not in df:
+            continue
+        counts = []
+        for runs in per_case:
+            ids: set[str] = set()
+            for f in runs:
+                rows = f[f["modality"] == modality]
+                if "split" in rows:
+                    rows = rows[rows["split"] == "test"]
+                ids.update(rows["case_id"].astype(str))
+            counts.append(len(ids) if ids else None)
+        col = f"{modality}_n_cases"
+        values = pd.array(counts, dtype="Int64")
+        if col in df:
+            df[col] = values
+        else:
+            df.insert(df.columns.get_loc(f"{modality}_loop") + 1, col, values)
+
+
+
+def add_significance(df: pd.DataFrame, row_names: list[str],
+                     per_case: list[list[pd.DataFrame]], stats: pd.DataFrame | None
+                     ) -> dict[str, float]:
+    """Add the per-case facts of each row to ``df`` and return, per displayed column, the p
+    that decides its bold.
+
+    Added columns: ``<mod>_n_cases`` (distinct test cases over the row's runs), ``reference``
+    (the row's table reference row) and ``<mod>_<dsc|hd>_p_holm`` (the Holm-adjusted p of the
+    row vs that reference, from ``stats``, matched on (row, reference): a row's comparisons
+    with other rows never set its ``*``). ``row_names``/``per_case`` follow ``df``'s rows
+    (``per_case``: each run's rows).
+
+    Returned: per column, the two-sided p (:func:`iman.evaluation.stats.compare`) of its best
+    row vs the
+    runner-up, or 1 when the paired mean difference does not favour the best (given the
+    metric's direction) or the two means tie.
+    """
+    from iman.evaluation.stats import case_means, compare
+
+    _case_counts(df, per_case)
+    if stats is not None and len(stats):
+        primary = _table_reference_rows(stats)
+        reference = dict(zip(primary["row"], primary["reference"]))
+        if len(reference) != len(primary[["row", "reference"]].drop_duplicates()):
+            raise ValueError("a row of the table has two table reference rows in stats")
+        df["reference"] = [reference.get(r, "") for r in row_names]
+        for modality in ("us", "ceus"):
+            for short, metric in _STAT_OF.items():
+                sub = primary[(primary["modality"] == modality) & (primary["metric"] == metric)]
+                p = {(r, ref): v for r, ref, v in zip(sub["row"], sub["reference"], sub["p_holm"])}
+                if f"{modality}_{short}" in df:
+                    df[f"{modality}_{short}_p_holm"] = [p.get((r, reference.get(r)), np.nan)
+                                                        for r in row_names]
+    separation: dict[str, float] = {}
+    for modality in ("us", "ceus"):
+        for short, (metric, higher) in REPORTED.items():
+            col = f"{modality}_{short}"
+            if col not in df or df[col].notna().sum() < 2:
+                continue
+            order = df[col].sort_values(ascending=not higher).dropna().index
+            best, second = order[0], order[1]
+            if df.at[best, col] == df.at[second, col]:
+                separation[col] = 1.0
+                continue
+
+            def values(i: Any, metric: str = metric, modality: str = modality) -> pd.Series:
+                runs = [f[f["modality"] == modality] for f in per_case[i]]
+                return case_means(runs, metric)
+
+            c = compare(values(best), values(second))
+            favours_best = c.mean_diff > 0 if higher else c.mean_diff < 0
+            separation[col] = c.p if favours_best else 1.0
+    return separation
+
+
+
+def init_files(summaries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The pretrained files a row's networks started from ("" for a random start), read from
+    its summaries' node records."""
+    return sorted({Path(rec["protocol"]["weights"]).name if rec["protocol"].get("weights")
+                   else "" for s in summaries
+                   for rec in s.get("provenance", {}).values() if "protocol" in rec})
+
+
+def table_data(name: str, rows: Sequence[tuple[dict[str, Any], Sequence[str]]],
+               files: Mapping[str, str | Path], csv: Path, marks: Path) -> pd.DataFrame:
+    """One paper table's numbers (``csv``) and marks (``marks``, JSON: per displayed column
+    the p of its best row vs the runner-up, ``separation``; per row the pretrained files its
+    networks started from, ``initialisation``) from its rows (labels, experiment names), their
+    summaries (:func:`~iman.names.summary_key`), per-case rows
+    (:func:`~iman.names.per_case_key`) and the table's paired comparisons (``stats``)."""
+    from iman.experiments import row_label
+
+    loaded = {exp: json.loads(Path(files[summary_key(exp)]).read_text())
+              for _, exps in rows for exp in exps}
+    df = build_table(name, [(dict(lab), [loaded[e] for e in exps]) for lab, exps in rows])
+    per_case = {exp: pd.read_csv(files[per_case_key(exp)], dtype={"case_id": str})
+                for _, exps in rows for exp in exps}
+    separation = add_significance(
+        df, [row_label(dict(lab)) for lab, _ in rows],
+        [[per_case[e] for e in exps] for _, exps in rows], pd.read_csv(files["stats"]))
+    init = [[row_label(dict(lab)), init_files([loaded[e] for e in exps])] for lab, exps in rows]
+    for path in (csv, marks):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(csv, index=False)
+    marks.write_text(json.dumps({"separation": separation, "initialisation": init}, indent=1))
+    return df
