@@ -38,8 +38,10 @@ lint: $(STAMP)
 PYTEST := $(BIN)/python -m pytest -q
 FAST   := not dag and not slurm and not browser and not slow
 
+# make test spreads the tests over one worker per core (pytest-xdist); conftest.py groups
+# them so the smoke DAG, the overfit trainings and each file's fixtures are built once.
 test: lint
-	$(PYTEST) --durations=25
+	$(PYTEST) -n auto --dist loadgroup --durations=25
 
 test-fast: $(STAMP)
 	$(PYTEST) -m "$(FAST)" --durations=10

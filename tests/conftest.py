@@ -39,6 +39,31 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     _running.clear()
 
 
+SHARED_FIXTURES = {"smoke_run", "smoke_copy", "browser", "report_html"}
+"""Fixtures of the one ``smoke`` group: under ``pytest -n 2 --dist loadgroup`` (``make
+test``) every test that takes one of them runs on the same worker, so the smoke DAG is built
+once and Chromium installed once."""
+HEAVY_FIRST = ("smoke", "test_overfit.py", "test_workflow.py", "test_slurm.py")
+"""Groups handed out first (the longest), so no long group starts last on an idle worker."""
+
+
+def xdist_group(item: pytest.Item) -> str:
+    """The worker group of a test: ``smoke`` for the shared-DAG and browser tests, else its
+    file (a file's module fixtures, e.g. the overfit trainings, then run once)."""
+    if SHARED_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return "smoke"
+    return item.path.name
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give every test its worker group (:func:`xdist_group`) and put the longest groups
+    first; without xdist the markers are inert and only the order changes."""
+    rank = {g: i for i, g in enumerate(HEAVY_FIRST)}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+    items.sort(key=lambda it: rank.get(xdist_group(it), len(rank)))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """One intra-op thread per test process (and its subprocesses), as every training job
     has: no oversubscription next to Snakemake's jobs, and on 2 cores the fast tier runs
