@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -84,18 +85,16 @@ def collect_costs(benchmark_files: Sequence[Path], histories: Sequence[Path],
             "train_seconds": float("nan"),
         })
 
-    for bench in benchmark_files:
-        key = node_key(Path(bench))
-        if key in rows and not pd.isna(rows[key]["wall_seconds"]):
-            raise ValueError(f"two benchmark files for {key}")
-        wall, rss = _read_benchmark(Path(bench))
-        row(key).update(wall_seconds=wall, max_rss_mb=rss)
-    for hist in histories:
-        key = node_key(Path(hist))
-        if key in rows and not pd.isna(rows[key]["epochs"]):
-            raise ValueError(f"two histories for {key}")
-        epochs, seconds = _read_history(Path(hist))
-        row(key).update(epochs=epochs, train_seconds=seconds)
+    def fill(files: Sequence[Path], what: str, read: Any, cols: tuple[str, str]) -> None:
+        """Each file's two values into its node's row; a node seen twice is an error."""
+        for f in files:
+            key = node_key(Path(f))
+            if key in rows and not pd.isna(rows[key][cols[0]]):
+                raise ValueError(f"two {what} for {key}")
+            row(key).update(zip(cols, read(Path(f))))
+
+    fill(benchmark_files, "benchmark files", _read_benchmark, ("wall_seconds", "max_rss_mb"))
+    fill(histories, "histories", _read_history, ("epochs", "train_seconds"))
     for record in provenances:
         key, device = _read_device(Path(record))
         row(key).update(device=device)
