@@ -10,10 +10,14 @@ SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --rerun-incomplete --printshellcm
 
 .PHONY: venv tables data report test test-fast lint clean
 
-$(STAMP): pyproject.toml
+PLUGIN := examples/iman-plugin-example
+
+# the example method plug-in is part of the test environment (tests/test_plugins.py)
+$(STAMP): pyproject.toml $(PLUGIN)/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e $(PLUGIN)
 	touch $(STAMP)
 
 venv: $(STAMP)

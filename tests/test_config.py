@@ -17,6 +17,7 @@ from iman.config import (
     resolve_config,
     validate_config,
 )
+from iman.names import METHOD_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = validate_config({})
@@ -126,9 +127,17 @@ def test_wrong_key_and_value_are_all_reported() -> None:
     assert "mmg.us.filter" in msg and "gaussian" in msg
 
 
-def test_unknown_model_names_are_reported() -> None:
-    with pytest.raises(ConfigError, match="unknown model 'resnet9000'.*registered"):
-        validate_config({"iman": {"backbone": "resnet9000"}})
+def test_unknown_method_names_are_reported_once_with_every_valid_name_and_its_source() -> None:
+    with pytest.raises(ConfigError) as err:
+        validate_config({"iman": {"backbone": "resnet9000"},
+                         "tables": {"table1": {"methods": ["unet", "vnet"]}}})
+    lines = str(err.value).splitlines()
+    assert any("'iman.backbone': unknown method 'resnet9000'" in line for line in lines)
+    assert any("'tables.table1.methods': unknown method 'vnet'" in line for line in lines)
+    valid = [line for line in lines if "valid methods:" in line]
+    assert len(valid) == 1  # the list once, not once per unknown name
+    assert all(name in valid[0] for name in METHOD_NAMES)
+    assert "(in-tree: iman " in valid[0]
 
 
 def test_sheet_needs_a_root() -> None:
@@ -146,7 +155,7 @@ def test_a_method_recipe_overrides_only_that_methods_training() -> None:
     assert usseg["augment"]["crop_scale"] == 0.85  # the rest of augment stays global
     assert unet["lr"] == 0.01 and unet["augment"]["rotate_deg"] == 15
     assert "methods" not in usseg
-    with pytest.raises(ConfigError, match="train.methods.*unknown model 'resnet9000'"):
+    with pytest.raises(ConfigError, match="train.methods.*unknown method 'resnet9000'"):
         resolve_config([], {"train": {"methods": {"resnet9000": {"lr": 1}}}})
 
 

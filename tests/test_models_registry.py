@@ -1,22 +1,27 @@
-"""Shared tests over every registered model: demo variant, 64 px forward/backward contract."""
+"""Shared tests over every method (in-tree and installed plug-ins): demo variant, 64 px
+forward/backward contract."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 from model_tester import check_forward_backward
 
 from iman.models import (
-    MODEL_MODULES,
-    REGISTRY,
     UnknownModelError,
     all_entries,
     build_model,
     get_entry,
+    source_of,
 )
+from iman.names import METHOD_NAMES
 
 ENTRIES = all_entries()
-NAMES = [e.name for e in ENTRIES]
+NAMES = [e.name for e in ENTRIES]  # in-tree and installed plug-ins
+MODELS_DIR = Path(__file__).resolve().parents[1] / "src" / "iman" / "models"
+NOT_METHODS = {"__init__", "registry", "cards", "blocks", "injection"}
 
 EXPECTED_METHODS = {
     "unet", "fpn", "unetpp", "deeplabv3",  # smp frameworks
@@ -28,18 +33,21 @@ EXPECTED_METHODS = {
 
 
 def test_registry_has_every_method() -> None:
-    # exactly the compared methods: a lost or an unlisted registration both fail here
-    assert set(REGISTRY) == EXPECTED_METHODS
-    # every one of them runs through the shared forward/backward contract below
-    assert sorted(NAMES) == sorted(EXPECTED_METHODS)
-    assert {e.build.__module__.rsplit(".", 1)[-1] for e in ENTRIES} == set(MODEL_MODULES)
+    # exactly the compared methods come from iman itself: a lost or an unlisted entry point
+    # both fail here; every one of them runs through the shared contract below
+    in_tree = [n for n in NAMES if source_of(n).in_tree]
+    assert set(in_tree) == EXPECTED_METHODS and tuple(in_tree) == METHOD_NAMES
+    # each model module is some card's constructor, and each card's constructor is one
+    modules = {p.stem for p in MODELS_DIR.glob("*.py")} - NOT_METHODS
+    built = {get_entry(n).build.partition(":")[0] for n in in_tree}
+    assert built == {f"iman.models.{m}" for m in modules}
     for entry in ENTRIES:
         assert {"paper", "demo"} <= set(entry.variants), entry.name
         assert entry.modalities and set(entry.modalities) <= {"us", "ceus"}, entry.name
 
 
-def test_unknown_name_lists_valid_ones() -> None:
-    with pytest.raises(UnknownModelError, match="registered models: .*unet"):
+def test_unknown_name_lists_valid_ones_and_their_packages() -> None:
+    with pytest.raises(UnknownModelError, match=r"valid methods: unet, .*\(in-tree: iman "):
         get_entry("unet3000")
     with pytest.raises(UnknownModelError, match="variants: .*paper"):
         build_model("unet", {"us": 1}, 64, variant="huge")

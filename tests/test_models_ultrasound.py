@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from iman.models import aaunet, ceusegnet, dpran, nunet
-from iman.models.registry import REGISTRY, count_parameters
+from iman.models.registry import count_parameters, get_entry
 
 NAMES = ("ceusegnet", "aaunet", "nunet", "dpran")
 
@@ -21,14 +21,14 @@ PAPER_PARAMS = {
 
 
 def _channels(name: str, frames: int = 5) -> dict[str, int]:
-    entry = REGISTRY[name]
+    entry = get_entry(name)
     return {m: (1 if m == "us" else frames) for m in entry.consumed(entry.modalities[0])}
 
 
 def _build(name: str, variant: str = "demo", size: int = 64) -> torch.nn.Module:
     torch.manual_seed(0)
-    entry = REGISTRY[name]
-    return entry.build(_channels(name), size, **entry.variants[variant])
+    entry = get_entry(name)
+    return entry.constructor()(_channels(name), size, **entry.variants[variant])
 
 
 OUR_AAUNET_PARAMS = 116_807_946
@@ -38,35 +38,37 @@ for our implementation, not a paper figure (the AAU-net paper and code publish n
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n in PAPER_PARAMS])
 def test_paper_parameter_count(name: str) -> None:
-    entry = REGISTRY[name]
+    entry = get_entry(name)
     # large models on the meta device (no memory, no init); kaiming init is slow there
     device = "meta" if name in ("aaunet", "nunet") else "cpu"
     with torch.device(device):
         paper = entry.paper_input
-        model = entry.build(paper["in_channels"], paper["img_size"], **entry.variants["paper"])
+        model = entry.constructor()(paper["in_channels"], paper["img_size"],
+                                    **entry.variants["paper"])
     n = count_parameters(model)
     assert n == PAPER_PARAMS[name]
     assert abs(n / 1e6 - entry.paper_params_m) / entry.paper_params_m < 0.01
 
 
 def test_aaunet_parameter_count_is_ours_not_the_papers() -> None:
-    entry = REGISTRY["aaunet"]
+    entry = get_entry("aaunet")
     assert entry.paper_params_m is None  # no published count to compare with
     with torch.device("meta"):  # no memory, no (slow) init
-        model = entry.build(entry.paper_input["in_channels"], entry.paper_input["img_size"],
-                            **entry.variants["paper"])
+        paper = entry.paper_input
+        model = entry.constructor()(paper["in_channels"], paper["img_size"],
+                                    **entry.variants["paper"])
     assert count_parameters(model) == OUR_AAUNET_PARAMS  # regression figure of our wiring
 
 
 def test_registry_metadata() -> None:
-    assert REGISTRY["ceusegnet"].inputs == ("us", "ceus")
-    assert REGISTRY["ceusegnet"].modalities == ("ceus",)
-    assert REGISTRY["dpran"].modalities == ("ceus",)
-    assert REGISTRY["aaunet"].modalities == ("us",)
-    assert REGISTRY["nunet"].modalities == ("us",)
+    assert get_entry("ceusegnet").inputs == ("us", "ceus")
+    assert get_entry("ceusegnet").modalities == ("ceus",)
+    assert get_entry("dpran").modalities == ("ceus",)
+    assert get_entry("aaunet").modalities == ("us",)
+    assert get_entry("nunet").modalities == ("us",)
     for name in NAMES:
-        assert REGISTRY[name].gates_skips
-        assert {"paper", "demo"} <= set(REGISTRY[name].variants)
+        assert get_entry(name).gates_skips
+        assert {"paper", "demo"} <= set(get_entry(name).variants)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -245,7 +247,7 @@ def test_critical_frame_has_lowest_foreground_entropy() -> None:
 
 
 def test_dpran_stage_two_matches_the_published_count_without_stage_one() -> None:
-    kw = {**REGISTRY["dpran"].variants["paper"], "query": "middle"}
+    kw = {**get_entry("dpran").variants["paper"], "query": "middle"}
     model = dpran.build_dpran({"ceus": 5}, 336, **kw)
     assert model.stage1 is None and count_parameters(model) == 1_041_289
     with pytest.raises(ValueError, match="query must be one of"):
@@ -255,7 +257,7 @@ def test_dpran_stage_two_matches_the_published_count_without_stage_one() -> None
 def test_dpran_stage_one_chooses_the_query_frame() -> None:
     torch.manual_seed(0)
     critical = _build("dpran").eval()
-    middle = dpran.build_dpran({"ceus": 5}, 64, **{**REGISTRY["dpran"].variants["demo"],
+    middle = dpran.build_dpran({"ceus": 5}, 64, **{**get_entry("dpran").variants["demo"],
                                                    "query": "middle"}).eval()
     middle.load_state_dict(critical.state_dict(), strict=False)
     x = torch.randn(2, 5, 64, 64)

@@ -53,10 +53,18 @@ def _schema_enums(key: str) -> list[list]:
     return found
 
 
-def test_method_names_are_the_registry() -> None:
-    from iman.models import all_entries
+def test_method_names_are_the_in_tree_entry_points() -> None:
+    from importlib.metadata import entry_points
 
-    assert tuple(e.name for e in all_entries()) == METHOD_NAMES
+    from iman.models import all_entries, source_of
+
+    declared = [ep.name for ep in entry_points(group="iman.methods")
+                if ep.dist is not None and ep.dist.name == "iman"]
+    assert sorted(declared) == sorted(METHOD_NAMES)
+    # in-tree first, in METHOD_NAMES order (the order of `iman models` and the tables)
+    names = [e.name for e in all_entries()]
+    assert tuple(names[:len(METHOD_NAMES)]) == METHOD_NAMES
+    assert not any(source_of(n).in_tree for n in names[len(METHOD_NAMES):])
 
 
 def test_schema_enums_are_the_names() -> None:
@@ -93,7 +101,7 @@ def test_the_patterns_reject_what_parse_name_rejects() -> None:
     good = "unet.demo__gate__-__none__-__-__seed0"
     assert re.fullmatch(RUN_RE, good) and parse_name(good).routing == "none"
     for bad in ("unet.demo__gate__-__sideways__-__-__seed0",  # unknown routing
-                "nonet.demo__gate__-__none__-__-__seed0",  # unknown method
+                "No_Net.demo__gate__-__none__-__-__seed0",  # not a method name
                 "unet.demo__gate__-__none__us5median__-__seed0"):  # unknown filter
         assert not re.fullmatch(RUN_RE, bad)
     with pytest.raises(ValueError, match="routing"):

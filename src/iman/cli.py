@@ -1,7 +1,7 @@
 """The ``iman`` command: thin wrappers around library functions.
 
     iman config [--configfile F ...] [--config K=V ...]   print the resolved config (YAML)
-    iman models [--params]          list registered methods (paper parameter counts)
+    iman models [NAME ...] [--params]   list the methods, their packages (and parameters)
     iman phantom --out DIR          write the synthetic US-CEUS dataset (sheet layout)
     iman ingest --layout ... --root ... --out ...   validate + cache a dataset
     iman predict --results results --experiment NAME --sheet cases.csv --out DIR
@@ -16,26 +16,45 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from iman.models.registry import MethodCard
 
 __all__ = ["main"]
 
 
 def _models(args: argparse.Namespace) -> int:
-    from iman.models import all_entries, build_model, count_parameters
+    """List the methods (in-tree, then plug-ins) with their source package; broken plug-ins
+    after them (exit status 1 when there is one)."""
+    from iman.models import all_entries, broken_plugins, get_entry, source_of
 
-    print(f"{'name':<10} {'family':<9} {'modalities':<9} {'gates':<5} "
-          f"{'paper M':>8} {'computed M':>10}  variants")
-    for e in all_entries():
-        computed = ""
-        if args.params:
-            size = e.paper_input.get("img_size", 224)
-            chans = e.paper_input.get("in_channels", {m: 1 for m in e.consumed("us")})
-            computed = f"{count_parameters(build_model(e.name, chans, size, 'paper')) / 1e6:.3f}"
+    entries = [get_entry(n) for n in args.names] if args.names else all_entries()
+    print(f"{'name':<14} {'family':<9} {'modalities':<9} {'gates':<5} "
+          f"{'paper M':>8} {'computed M':>10}  {'source':<28} variants")
+    for e in entries:
+        computed = f"{_paper_params_m(e):.3f}" if args.params else ""
         paper = f"{e.paper_params_m:.3f}" if e.paper_params_m else "-"
-        print(f"{e.name:<10} {e.family:<9} {','.join(e.modalities):<9} "
+        src = source_of(e.name)
+        print(f"{e.name:<14} {e.family:<9} {','.join(e.modalities):<9} "
               f"{'yes' if e.gates_skips else 'no':<5} {paper:>8} {computed:>10}  "
-              f"{','.join(e.variants)}")
-    return 0
+              f"{src.package + ' ' + src.version:<28} {','.join(e.variants)}")
+    broken = broken_plugins()
+    if broken:
+        print("\nbroken plug-ins (not usable):")
+        for b in broken:
+            print(f"  {b.message()}")
+    return 1 if broken else 0
+
+
+def _paper_params_m(entry: MethodCard) -> float:
+    """Millions of trainable parameters of the paper variant at its paper input."""
+    from iman.models import build_model, count_parameters
+
+    size = entry.paper_input.get("img_size", 224)
+    chans = entry.paper_input.get("in_channels",
+                                  {m: 1 for m in entry.consumed(entry.modalities[0])})
+    return count_parameters(build_model(entry.name, dict(chans), size, "paper")) / 1e6
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -223,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="config file(s), in order")
     c.add_argument("--config", nargs="+", action="extend", metavar="KEY=VALUE",
                    help="overrides, Snakemake syntax (e.g. 'train={\"lr\": 0.005}')")
-    m = sub.add_parser("models", help="list registered models")
+    m = sub.add_parser("models", help="list the methods (in-tree and plug-ins)")
+    m.add_argument("names", nargs="*", metavar="NAME", help="only these methods")
     m.add_argument("--params", action="store_true", help="build each paper config and count")
     p = sub.add_parser("phantom", help="write the synthetic dataset")
     p.add_argument("--out", required=True)

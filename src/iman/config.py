@@ -101,8 +101,6 @@ def _ordered(node: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
 
 def _semantic_problems(cfg: dict[str, Any]) -> list[str]:
     """Checks a schema cannot express (cross-key rules, registry names)."""
-    from iman.names import METHOD_NAMES
-
     problems = []
     if cfg["dataset"]["source"] != "phantom" and not cfg["dataset"]["root"]:
         problems.append("config key 'dataset.root': required when dataset.source is "
@@ -116,16 +114,29 @@ def _semantic_problems(cfg: dict[str, Any]) -> list[str]:
     if cfg["split"]["folds"] >= 2 and cfg["split"]["use_source_split"]:
         problems.append("config key 'split.folds': k-fold cross-validation and "
                         "split.use_source_split exclude each other")
-    names = sorted(METHOD_NAMES)
     wanted = [("iman.backbone", cfg["iman"]["backbone"])]
     wanted += [("tables.table1.methods", m) for m in cfg["tables"]["table1"]["methods"]]
     wanted += [("tables.table5.backbones", m) for m in cfg["tables"]["table5"]["backbones"]]
     wanted += [("model.variants", m) for m in cfg["model"]["variants"] if m != "default"]
     wanted += [("train.methods", m) for m in cfg["train"]["methods"]]
+    return problems + _method_problems(wanted)
+
+
+def _method_problems(wanted: list[tuple[str, str]]) -> list[str]:
+    """Unknown or broken method names (the installed ``iman.methods`` entry points), each
+    with its key; the valid names and their packages once, after them."""
+    from iman.models.registry import PluginError, UnknownModelError, get_entry, valid_methods
+
+    problems, unknown = [], False
     for key, name in wanted:
-        if name not in names:
-            problems.append(f"config key '{key}': unknown model {name!r}; registered: {names}")
-    return problems
+        try:
+            get_entry(name)
+        except UnknownModelError:
+            problems.append(f"config key '{key}': unknown method {name!r}")
+            unknown = True
+        except PluginError as err:
+            problems.append(f"config key '{key}': {err}")
+    return problems + ([f"valid methods: {valid_methods()}"] if unknown else [])
 
 
 def method_train(cfg: dict[str, Any], method: str) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 One module owns them, and imports nothing heavier than ``re``: :mod:`iman.experiments`
 builds and parses experiment and run names from these fields, the Snakefile builds its
-``wildcard_constraints`` from :data:`WILDCARD_CONSTRAINTS`, config validation checks method
-names against :data:`METHOD_NAMES` (no model module imported), and a rule's input function
+``wildcard_constraints`` from :data:`WILDCARD_CONSTRAINTS` (a method field is any name of
+the method-name grammar, :data:`METHOD_NAME`: plug-ins are installed, not listed here; config
+validation checks names against the installed methods), and a rule's input function
 and the library function it feeds build each named-input key with the same function here
 (:func:`node_key`, :func:`summary_key`, :func:`per_case_key`, :func:`pred_key`).
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FILTERS",
     "INJECTION_TAGS",
-    "METHOD_LABELS",
+    "METHOD_NAME",
     "METHOD_NAMES",
     "MODALITIES",
     "ROUTINGS",
@@ -41,14 +42,11 @@ __all__ = [
 
 METHOD_NAMES = ("unet", "fpn", "unetpp", "deeplabv3", "transunet", "swinunet", "aaunet",
                 "nunet", "usseg", "ggnet", "dcnet", "dpran", "ceusegnet")
-"""Every registered model, in registration order (a test checks it equals the registry)."""
-METHOD_LABELS = {
-    "unet": "UNet", "fpn": "FPN", "unetpp": "UNet++", "deeplabv3": "DeepLabV3",
-    "transunet": "TransUNet", "swinunet": "SwinUNet", "aaunet": "AAU-net", "nunet": "NU-net",
-    "dpran": "DpRAN", "ceusegnet": "CEUSegNet", "usseg": "US-SEG (seed)",
-    "ggnet": "GG-Net (seed)", "dcnet": "DC-Net (seed)", "iman": "IMAN",
-}
-"""How tables and figures name each method (the paper's names; a seed baseline is marked)."""
+"""The in-tree methods, in table order (a test checks it equals the in-tree ``iman.methods``
+entry points; plug-ins add theirs, :func:`iman.models.registry.all_entries`)."""
+METHOD_NAME = r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*"
+"""The grammar of a method name, in-tree or plug-in (lower case, digits, single ``_``: a name
+is a field of run names, which join fields with ``__``); a card breaking it is rejected."""
 MODALITIES = ("us", "ceus")
 ROUTINGS = ("none", "self", "cross", "oracle", "mismatch")
 """Where a branch's margins come from in loops >= 1: none (the epoch-matched control), its own
@@ -71,7 +69,7 @@ def _any(values: Iterable[str]) -> str:
     return "|".join(re.escape(v) for v in values)
 
 
-METHOD_FIELD = rf"(?:{_any(METHOD_NAMES)})\.[a-z0-9_]+"
+METHOD_FIELD = rf"{METHOD_NAME}\.[a-z0-9_]+"
 """``{method}.{variant}``."""
 INJECTION_FIELD = rf"(?:{_any(INJECTION_TAGS.values())})"
 FRAMES_FIELD = rf"T(\d+)s(\d+)({_any(STRATEGY_TAGS.values())})"

@@ -59,6 +59,8 @@ def _check(results: Path, experiment: str) -> tuple[Spec, dict]:
             "a table row and never a method: predict with a method's experiment (IMAN's "
             "routing is 'cross')")
     summary_file = Path(Paths(str(results)).summary(experiment))
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    _require_methods(spec, summary, summary_file)
     missing = [str(_node_ckpt(results, n.run, n.modality, n.loop))
                for loop in range((spec.loops or 0) + 1) for m in branch_modalities(spec)
                for n in [node_for(spec, m, loop)]
@@ -68,7 +70,20 @@ def _check(results: Path, experiment: str) -> tuple[Spec, dict]:
     if missing:
         raise PredictError("experiment not trained (run the workflow first); missing:\n  "
                            + "\n  ".join(missing))
-    return spec, json.loads(summary_file.read_text())
+    return spec, summary
+
+
+def _require_methods(spec: Spec, summary: dict, summary_file: Path) -> None:
+    """The method the experiment's nodes were trained with is installed: a missing plug-in
+    names its package (recorded in each node's provenance), an unknown name the valid ones."""
+    from iman.models.registry import PluginError, UnknownModelError, require_installed
+
+    records = [r["method"] for r in summary.get("provenance", {}).values() if "method" in r]
+    try:
+        for record in records or [{"name": spec.method}]:
+            require_installed(record, str(summary_file))
+    except (PluginError, UnknownModelError) as err:
+        raise PredictError(str(err)) from None
 
 
 def _ingest_new(layout: str, sheet: Path, work: Path, size: int) -> pd.DataFrame:

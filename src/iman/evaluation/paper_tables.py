@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iman.names import METHOD_LABELS, per_case_key, summary_key
+from iman.models.registry import method_label
+from iman.names import per_case_key, summary_key
 
 __all__ = ["REPORTED", "TABLE_MODALITIES", "add_significance", "build_table", "init_files",
            "paper_values", "table_data", "table_modalities"]
@@ -57,9 +58,9 @@ def _paper_row(table: str, labels: dict[str, Any]) -> dict[str, float]:
     paper = paper_values(table)
     key = dict(labels)
     if "method" in key:
-        key["method"] = METHOD_LABELS.get(key["method"], key["method"])
+        key["method"] = method_label(key["method"])
     if "backbone" in key:
-        key["backbone"] = METHOD_LABELS.get(key["backbone"], key["backbone"])
+        key["backbone"] = method_label(key["backbone"])
     mask = np.ones(len(paper), bool)
     for k, v in key.items():
         if k not in paper.columns:
@@ -85,7 +86,7 @@ def build_table(table: str, rows: list[tuple[dict[str, Any], list[dict[str, Any]
     for labels, summaries in rows:
         rec: dict[str, Any] = dict(labels)
         if "method" in labels:
-            rec["method"] = METHOD_LABELS.get(labels["method"], labels["method"])
+            rec["method"] = method_label(labels["method"])
         for modality in modalities:
             for short, (col, _) in REPORTED.items():
                 vals = [s["branches"][modality]["test"][col]["mean"] for s in summaries

@@ -33,15 +33,12 @@ Any input size divisible by 16 works (64-320 included). ``demo`` variant: widths
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iman.models.blocks import check_size, load_weight_file
 from iman.models.injection import gate
-from iman.models.registry import ModelEntry, register
 
 __all__ = ["HAAM", "AAUNet", "build_aaunet", "haam_param_count"]
 
@@ -153,23 +150,3 @@ def build_aaunet(
     if weights:
         load_weight_file(model, weights, "AAU-net")
     return model
-
-
-VARIANTS: dict[str, dict[str, Any]] = {
-    "paper": {"widths": PAPER_WIDTHS},
-    "demo": {"widths": (4, 8, 16, 32, 64)},
-}
-
-register(
-    ModelEntry(
-        name="aaunet",
-        build=build_aaunet,
-        variants=VARIANTS,
-        modalities=("us",),
-        gates_skips=True,
-        paper_params_m=None,  # the paper publishes no count (ours: tests/test_models_ultrasound.py)
-        paper_input={"in_channels": {"us": 3}, "img_size": 384},
-        description="AAU-net: U-net with HAAM blocks (assumed 5-level, 64-1024 wiring; TMI 2023)",
-        family="us",
-    )
-)

@@ -36,7 +36,6 @@ Choices made here:
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +43,6 @@ from torch import Tensor, nn
 
 from iman.models.blocks import check_size, double_conv, load_weight_file
 from iman.models.injection import gate
-from iman.models.registry import ModelEntry, register
 
 __all__ = ["CEUSegNet", "CrossModalFusion", "CrossModalSegAttention", "build_ceusegnet"]
 
@@ -197,24 +195,3 @@ def build_ceusegnet(
     if weights:
         load_weight_file(model, weights, "CEUSegNet")
     return model
-
-
-VARIANTS: dict[str, dict[str, Any]] = {
-    "paper": {"widths": PAPER_WIDTHS},
-    "demo": {"widths": (8, 8, 16, 32, 32)},
-}
-
-register(
-    ModelEntry(
-        name="ceusegnet",
-        build=build_ceusegnet,
-        variants=VARIANTS,
-        modalities=("ceus",),
-        inputs=("us", "ceus"),
-        gates_skips=True,
-        paper_params_m=9.281,
-        paper_input={"in_channels": {"us": 1, "ceus": 1}, "img_size": 128},
-        description="CEUSegNet: dual US/CEUS encoders with CSA + CFF, one decoder (ISBI 2022)",
-        family="ceus",
-    )
-)

@@ -57,7 +57,6 @@ from torch import Tensor, nn
 
 from iman.models.blocks import BatchNorm2dAnyBatch, check_size, load_matching
 from iman.models.injection import gate
-from iman.models.registry import ModelEntry, register
 
 __all__ = [
     "CCF",
@@ -344,19 +343,3 @@ def build_dcnet(
         state = torch.load(weights, map_location="cpu", weights_only=True)
         load_matching(model, state, f"DC-Net ({weights})")
     return model
-
-
-register(
-    ModelEntry(
-        name="dcnet",
-        build=build_dcnet,
-        variants={"paper": {}, "demo": {"base": 4}},
-        modalities=("us",),
-        gates_skips=True,
-        paper_params_m=54.413607,
-        paper_input={"in_channels": {"us": 1}, "img_size": 256},
-        description="DC-Net: decomposition-coupling network with DCP, DaR coupler, CCF and "
-                    "harmonic loss",
-        family="seed",
-    )
-)

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +59,6 @@ from torch import Tensor, nn
 
 from iman.models.blocks import check_size, load_weight_file
 from iman.models.injection import gate
-from iman.models.registry import ModelEntry, register
 
 __all__ = [
     "QUERIES",
@@ -348,23 +346,3 @@ def build_dpran(
     if weights:
         load_weight_file(model, weights, "DpRAN")
     return model
-
-
-VARIANTS: dict[str, dict[str, Any]] = {
-    "paper": {"widths": PAPER_WIDTHS, "patch": 21, "dilation": 2, "dim": 32},
-    "demo": {"widths": (8, 8, 16, 32), "patch": 5, "dilation": 2, "dim": 8},
-}
-
-register(
-    ModelEntry(
-        name="dpran",
-        build=build_dpran,
-        variants=VARIANTS,
-        modalities=("ceus",),
-        gates_skips=True,
-        paper_params_m=1.484586,
-        paper_input={"in_channels": {"ceus": 5}, "img_size": 336},
-        description="DpRAN: perfusion excitation + cross-attention temporal aggregation (JBHI 23)",
-        family="ceus",
-    )
-)

@@ -59,7 +59,6 @@ from iman.models.blocks import (
     read_state_file,
 )
 from iman.models.injection import gate
-from iman.models.registry import ModelEntry, register
 
 __all__ = [
     "ASPP",
@@ -280,25 +279,3 @@ def load_ggnet_weights(model: GGNet, path: str | Path) -> LoadReport:
 
 _BACKBONE = ("stem.", "layer1.", "layer2.", "layer3.")
 """GG-Net tensors an ImageNet ResNeXt fills (the rest is trained from scratch)."""
-
-
-register(
-    ModelEntry(
-        name="ggnet",
-        build=build_ggnet,
-        variants={
-            "paper": {},
-            "demo": {"layers": (1, 1, 1, 1), "cardinality": 4, "base_width": 16,
-                     "channels": (8, 16, 32, 64), "side_ch": 16,
-                     "aspp_ch": 32, "low_ch": 8},
-        },
-        modalities=("us",),
-        gates_skips=True,
-        paper_params_m=40.94,
-        paper_input={"in_channels": {"us": 3}, "img_size": 256},
-        description="GG-Net: DeepLabV3+ (ResNeXt-101 32x4d) + global guidance block + "
-                    "boundary detection",
-        family="seed",
-        load_weights=load_ggnet_weights,
-    )
-)

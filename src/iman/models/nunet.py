@@ -31,15 +31,12 @@ Choices made here:
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iman.models.blocks import check_size, load_weight_file
 from iman.models.injection import gate
-from iman.models.registry import ModelEntry, register
 
 __all__ = ["NUNet", "build_nunet"]
 
@@ -150,23 +147,3 @@ def build_nunet(
     if weights:
         load_weight_file(model, weights, "NU-net")
     return model
-
-
-VARIANTS: dict[str, dict[str, Any]] = {
-    "paper": {"widths": PAPER_WIDTHS, "shortcut": PAPER_SHORTCUT},
-    "demo": {"widths": (8, 16, 16, 32, 32, 64), "shortcut": 8},
-}
-
-register(
-    ModelEntry(
-        name="nunet",
-        build=build_nunet,
-        variants=VARIANTS,
-        modalities=("us",),
-        gates_skips=True,
-        paper_params_m=77.052833,
-        paper_input={"in_channels": {"us": 3}, "img_size": 384},
-        description="NU-net: nested U-net with side sub-networks, 7 poolings (Pattern Recogn. 23)",
-        family="us",
-    )
-)

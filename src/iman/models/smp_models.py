@@ -22,7 +22,6 @@ from torch import Tensor, nn
 
 from iman.models.blocks import LoadReport, load_report, read_state_file
 from iman.models.injection import gate
-from iman.models.registry import ModelEntry, register
 
 __all__ = ["GatedSMP", "build_smp", "load_encoder_weights"]
 
@@ -89,29 +88,3 @@ def _prune_unused_stages(encoder: nn.Module, depth: int) -> None:
     for stage, name in ((4, "layer3"), (5, "layer4")):
         if depth < stage and hasattr(encoder, name):
             delattr(encoder, name)
-
-
-def _entry(arch: str, label: str, params_m: float, demo: dict[str, Any]) -> ModelEntry:
-    return ModelEntry(
-        name=arch,
-        build=build_smp,
-        variants={
-            "paper": {"arch": arch, "encoder": "resnet50"},
-            "r18": {"arch": arch, "encoder": "resnet18"},
-            "demo": {"arch": arch, **demo},
-        },
-        paper_params_m=params_m,
-        paper_input={"in_channels": {"us": 3}, "img_size": 320},
-        description=f"{label} (segmentation-models-pytorch), ResNet-50 encoder in the paper",
-        load_weights=load_encoder_weights,
-    )
-
-
-# demo: a ResNet-18 cut after its 3rd/4th stage (the rest is never built), narrow decoders
-_R18_D3 = {"encoder": "resnet18", "encoder_depth": 3}
-register(_entry("unet", "UNet", 32.521105, {**_R18_D3, "decoder_channels": (32, 24, 16)}))
-register(_entry("fpn", "FPN", 26.117057, {"encoder": "resnet18", "encoder_depth": 4,
-                                          "decoder_pyramid_channels": 64,
-                                          "decoder_segmentation_channels": 32, "upsampling": 2}))
-register(_entry("unetpp", "UNet++", 48.985745, {**_R18_D3, "decoder_channels": (24, 16, 8)}))
-register(_entry("deeplabv3", "DeepLabV3", 39.633729, {**_R18_D3, "decoder_channels": 64}))

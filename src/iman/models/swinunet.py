@@ -51,7 +51,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iman.models.blocks import LoadReport, adapt_first_conv, read_state_file
-from iman.models.registry import ModelEntry, register
 
 __all__ = [
     "SwinUNet",
@@ -522,35 +521,3 @@ def build_swinunet(
     if weights:
         load_swin_weights(model, weights).check()
     return model
-
-
-DEMO: dict[str, Any] = {
-    "embed_dim": 32,
-    "depths": (1, 1, 1, 1),
-    "num_heads": (1, 2, 4, 8),
-    "window_size": 4,
-}
-
-register(
-    ModelEntry(
-        name="swinunet",
-        build=build_swinunet,
-        variants={
-            "paper": {},
-            "small": {
-                "embed_dim": 48,
-                "depths": (2, 2, 2, 2),
-                "num_heads": (3, 6, 12, 24),
-                "window_size": 4,
-            },
-            "demo": DEMO,
-        },
-        modalities=("us", "ceus"),
-        gates_skips=False,
-        paper_params_m=41.38,
-        paper_input={"in_channels": {"us": 3}, "img_size": 224},
-        description="Swin-Unet (Swin-T encoder [2,2,6,2], mirrored decoder); margin as input",
-        family="framework",
-        load_weights=load_swin_weights,
-    )
-)

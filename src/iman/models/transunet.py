@@ -57,7 +57,6 @@ from iman.models.blocks import (
     unreadable,
 )
 from iman.models.injection import gate
-from iman.models.registry import ModelEntry, register
 
 __all__ = [
     "TransUNet",
@@ -580,44 +579,3 @@ def build_transunet(
     if weights:
         load_r50_vit(model, weights).check()
     return model
-
-
-TINY: dict[str, Any] = {
-    "resnet_units": (1, 1, 1),
-    "width": 32,
-    "hidden": 192,
-    "layers": 2,
-    "heads": 4,
-    "mlp_dim": 768,
-    "head_channels": 128,
-    "decoder_channels": (64, 32, 16, 16),
-}
-
-register(
-    ModelEntry(
-        name="transunet",
-        build=build_transunet,
-        variants={
-            "paper": {},
-            "small": {
-                "resnet_units": (2, 2, 3),
-                "width": 32,
-                "hidden": 256,
-                "layers": 4,
-                "heads": 4,
-                "mlp_dim": 1024,
-                "head_channels": 256,
-                "decoder_channels": (128, 64, 32, 16),
-            },
-            "tiny": TINY,
-            "demo": TINY,
-        },
-        modalities=("us", "ceus"),
-        gates_skips=True,
-        paper_params_m=105.28,
-        paper_input={"in_channels": {"us": 3}, "img_size": 224},
-        description="TransUNet R50-ViT-B/16; IMAN's backbone, margin gates the 3 CNN skips",
-        family="framework",
-        load_weights=load_r50_vit,
-    )
-)

@@ -49,7 +49,6 @@ from torch import Tensor, nn
 
 from iman.models.blocks import double_conv, load_weight_file
 from iman.models.injection import gate
-from iman.models.registry import ModelEntry, register
 
 __all__ = [
     "ALPHAS",
@@ -202,22 +201,3 @@ def build_usseg(
     if weights:
         load_weight_file(model, weights, "US-SEG (whole model)")
     return model
-
-
-register(
-    ModelEntry(
-        name="usseg",
-        build=build_usseg,
-        variants={
-            "paper": {},
-            "demo": {"widths": (8, 16, 32, 64, 128), "disc_widths": (4, 8, 16, 32),
-                     "beta": 0.005},
-        },
-        modalities=("us",),
-        gates_skips=True,
-        paper_params_m=31.04,
-        paper_input={"in_channels": {"us": 1}, "img_size": 256},
-        description="US-SEG: UNet + 4-stage Dice deep supervision + per-stage discriminators",
-        family="seed",
-    )
-)

@@ -715,12 +715,12 @@ def qualitative_figure(methods: Sequence[str], reference: str, files: Mapping[st
     predictions (:func:`~iman.names.summary_key`, :func:`~iman.names.per_case_key`,
     :func:`~iman.names.pred_key`, keyed by the method's name).
     """
-    from iman.names import METHOD_LABELS
+    from iman.models.registry import method_label
 
     preds = {}
     for method in methods:
         summary = json.loads(Path(files[summary_key(method)]).read_text())
-        preds[METHOD_LABELS.get(method, method)] = {
+        preds[method_label(method)] = {
             m: Path(files[pred_key(method, Node(b["run"], m, b["loop"]))])
             for m, b in summary["branches"].items()}
     reference_rows = pd.read_csv(files[per_case_key(reference)], dtype={"case_id": str})

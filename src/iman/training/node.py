@@ -86,6 +86,7 @@ def train_node(protocol: dict[str, Any], node: Node, cache_dir: Path, splits_fil
 
     from iman.data.dataset import load_cases, load_margins
     from iman.models import get_entry
+    from iman.models.registry import method_record
     from iman.provenance import environment
     from iman.training.trainer import Trainer, build_from_checkpoint, predict_probs
 
@@ -110,7 +111,8 @@ def train_node(protocol: dict[str, Any], node: Node, cache_dir: Path, splits_fil
     device = (trainer.device if trainer.device == "cpu"
               else f"cuda:{torch.cuda.get_device_name()}")
     record = {"node": {"run": node.run, "modality": node.modality, "loop": node.loop},
-              "protocol": protocol, "fold": fold, "device": device, "threads": threads,
+              "method": method_record(tcfg.model), "protocol": protocol, "fold": fold,
+              "device": device, "threads": threads,
               "margins": (None if margins_file is None else
                           {"file": margins_file.name, "threshold": margins_threshold}),
               "training": summary, "environment": environment(),

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from iman.data.dataset import Augment, CaseArrays, augment_batch
-from iman.models import build_model
+from iman.models.registry import build_model, method_record, require_installed
 from iman.paths import NodeFiles
 from iman.provenance import environment
 from iman.training.losses import SegLoss, dice_loss
@@ -105,9 +105,11 @@ def seed_everything(seed: int) -> None:
 
 
 def build_from_checkpoint(path: Path, device: str = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a model from a checkpoint that records how it was made."""
+    """Rebuild a model from a checkpoint that records how it was made (a plug-in method
+    that is not installed is an error naming its package)."""
     ckpt = torch.load(path, map_location=device, weights_only=False)
     cfg = ckpt["config"]
+    require_installed(ckpt.get("method") or {"name": cfg["model"]}, str(path))
     model = build_model(cfg["model"], cfg["in_channels"], cfg["img_size"], cfg["variant"],
                         cfg["injection"])
     model.load_state_dict(ckpt["model"])
@@ -243,7 +245,8 @@ class Trainer:
     def _state(self, model_state: dict[str, Any] | None = None) -> dict[str, Any]:
         return {
             "config": asdict(self.cfg), "model": model_state or self.model.state_dict(),
-            "seed": self.cfg.seed, "epoch": len(self.history), "meta": self.cfg.meta,
+            "method": method_record(self.cfg.model), "seed": self.cfg.seed,
+            "epoch": len(self.history), "meta": self.cfg.meta,
             "provenance": {"device": self.device, **environment()},
         }
 

@@ -656,8 +656,9 @@ def verify(path: Path, method: str, variant: str = "paper", size: int | None = N
         t = int(frames or 1)
         channels = {m: 3 * (1 if m == "us" else t) for m in entry.consumed(modality)}
         model = build_model(method, channels, size, variant)
-        if entry.load_weights is not None:
-            reports.append(entry.load_weights(model, str(path)))
+        loader = entry.weights_loader()
+        if loader is not None:
+            reports.append(loader(model, str(path)))
         else:
             reports.append(load_report(model, read_state_file(path), str(path),
                                        f"{method} (whole model)"))
