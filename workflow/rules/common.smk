@@ -19,6 +19,7 @@ from iman.experiments import (
     table_specs,
     used_models,
 )
+from iman.data.protocol import protocol_settings
 from iman.names import (
     MODALITIES,
     TABLES,
@@ -72,6 +73,11 @@ def ingest_layout() -> str:
     return "sheet" if src in ("sheet", "phantom") else src
 
 
+def get_protocol_settings() -> dict:
+    """The config slice the protocol check reads (iman.data.protocol)."""
+    return protocol_settings(config)
+
+
 def all_frame_files() -> list[str]:
     """Frame files every configured table needs."""
     fr = config["frames"]
@@ -96,7 +102,8 @@ def get_train_inputs(wildcards) -> dict[str, str]:
             check_once(config["model"], used_models(config))
         except WeightsError as err:
             raise WorkflowError(str(err)) from None
-    inputs = {"manifest": P.manifest, "cache": P.cache_dir, "splits": P.splits}
+    inputs = {"manifest": P.manifest, "cache": P.cache_dir, "splits": P.splits,
+              "protocol_check": ancient(P.protocol_check)}
     if spec.T is not None:
         inputs["frames"] = P.frames(spec.T, spec.step, spec.strategy)
     if node.loop >= 1:

@@ -55,6 +55,58 @@ rule split:
         "../scripts/split.py"
 
 
+rule fingerprint:
+    input:
+        manifest=P.manifest,
+        cache=P.cache_dir,
+    output:
+        P.fingerprint,
+    log:
+        P.log("fingerprint"),
+    localrule: True
+    conda:
+        ENV
+    script:
+        "../scripts/fingerprint.py"
+
+
+# The config against the fingerprint: every train job needs its output, marked ancient so
+# that re-checking (a changed MMG kernel, frame count) never by itself retrains anything.
+rule check_protocol:
+    input:
+        fingerprint=P.fingerprint,
+        splits=P.splits,
+    output:
+        P.protocol_check,
+    params:
+        settings=get_protocol_settings(),
+    log:
+        P.log("check_protocol"),
+    localrule: True
+    conda:
+        ENV
+    script:
+        "../scripts/check_protocol.py"
+
+
+rule fingerprint_report:
+    input:
+        fingerprint=P.fingerprint,
+        splits=P.splits,
+    output:
+        table=report(P.fingerprint_report("html"), caption="../report/fingerprint.rst",
+                     category="Data", labels={"figure": "dataset fingerprint (table)"}),
+        png=report(P.fingerprint_report("png"), caption="../report/fingerprint.rst",
+                   category="Data", labels={"figure": "dataset fingerprint (histograms)"}),
+    log:
+        P.log("figures", "data_fingerprint"),
+    localrule: True
+    conda:
+        ENV
+    script:
+        "../scripts/fingerprint_report.py"
+
+
 rule frames:
     input:
         manifest=P.manifest,
@@ -92,4 +144,6 @@ rule data:
     input:
         P.manifest,
         P.splits,
+        P.fingerprint,
+        P.protocol_check,
         all_frame_files(),
