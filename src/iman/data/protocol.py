@@ -158,8 +158,10 @@ def check_frames(s: Mapping[str, Any], cases: Sequence[Mapping[str, Any]]) -> li
     return out
 
 
-def check_geometry(s: Mapping[str, Any], cases: Sequence[Mapping[str, Any]]) -> list[Finding]:
-    """Aspect distortion and upsampling by the square working size; lesions too small at S."""
+def check_geometry(s: Mapping[str, Any], cases: Sequence[Mapping[str, Any]],
+                   measured_at: int) -> list[Finding]:
+    """Aspect distortion and upsampling by the configured square working size; lesions too
+    small at the size the fingerprint measured them (the run's, in the workflow)."""
     size, out = s["size"], []
     for m in ("us", "ceus"):
         name = m.upper()
@@ -178,7 +180,7 @@ def check_geometry(s: Mapping[str, Any], cases: Sequence[Mapping[str, Any]]) -> 
         if tiny:
             out.append(Finding("warning", "data.size", (
                 f"the {name} lesion is below {MIN_LESION_PX:g} px equivalent diameter at "
-                f"{size} px in {len(tiny)} of {len(cases)} cases"), tiny))
+                f"{measured_at} px in {len(tiny)} of {len(cases)} cases"), tiny))
     return out
 
 
@@ -219,13 +221,15 @@ def check_protocol(settings: Mapping[str, Any], fingerprint: Mapping[str, Any],
                    split_counts: Mapping[str, Any] | None = None) -> list[Finding]:
     """Every misfit of the config slice ``settings`` (:func:`protocol_settings`) with the data.
 
-    The fingerprint must be at the config's working size (the workflow rebuilds it when
-    ``data.size`` changes); ``split_counts``: :func:`iman.data.fingerprint.fingerprint_splits`.
-    Errors come after warnings.
+    Lesions are compared at the size the fingerprint measured them (in the workflow the
+    config's ``data.size``: a change re-ingests); ``split_counts``:
+    :func:`iman.data.fingerprint.fingerprint_splits`. Errors come after warnings.
     """
     cases = fingerprint["cases"]
-    found = (check_kernels(settings, cases) + check_frames(settings, cases)
-             + check_geometry(settings, cases) + check_splits(settings, split_counts))
+    at_s = {**settings, "size": fingerprint["working_size"]}  # where the lesions were measured
+    found = (check_kernels(at_s, cases) + check_frames(settings, cases)
+             + check_geometry(settings, cases, fingerprint["working_size"])
+             + check_splits(settings, split_counts))
     return sorted(found, key=lambda f: f.level == "error")
 
 
