@@ -24,10 +24,12 @@ from iman.data.fingerprint import (
     fingerprint_splits,
     hist_stats,
     write_fingerprint,
+    write_split_counts,
 )
 from iman.data.ingest import ingest
 from iman.data.protocol import (
     MIN_TEST_CASES,
+    check_once,
     check_protocol,
     protocol_settings,
     write_protocol_check,
@@ -210,16 +212,23 @@ def test_an_error_stops_the_check_and_writes_nothing(hand_built: tuple[Path, Pat
     manifest, cache = hand_built
     fp_file = tmp_path / "fp.json"
     write_fingerprint(manifest, cache, fp_file)
-    splits = tmp_path / "splits.json"
+    splits, counts = tmp_path / "splits.json", tmp_path / "split_counts.json"
     # the mismatched control cannot give A and C (one patient) another patient's margins
     splits.write_text(json.dumps({"folds": [{"train": ["A", "C"], "val": ["B"],
                                              "test": ["B"]}]}))
+    write_split_counts(fp_file, splits, counts)
     out = tmp_path / "protocol_check.json"
     with pytest.raises(ConfigError) as err:
-        write_protocol_check(fp_file, splits, _settings(mismatched=True), out)
+        write_protocol_check(fp_file, counts, _settings(mismatched=True), out)
     assert "tables.table2.mismatched" in str(err.value) and "train subset" in str(err.value)
     assert not out.exists()
-    findings = write_protocol_check(fp_file, splits, _settings(mismatched=False), out)
+    # check_once: the text once, then None; an error every time
+    assert "protocol check:" in check_once(_settings(mismatched=False), fp_file, counts)
+    assert check_once(_settings(mismatched=False), fp_file, counts) is None
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="tables.table2.mismatched"):
+            check_once(_settings(mismatched=True), fp_file, counts)
+    findings = write_protocol_check(fp_file, counts, _settings(mismatched=False), out)
     record = json.loads(out.read_text())
     assert record["splits"]["folds"][0]["val"]["cases"] == 1
     assert len(record["findings"]) == len(findings) > 0
@@ -317,10 +326,16 @@ def test_suggestions_follow_the_data(hand_built: tuple[Path, Path]) -> None:
 def test_report_table_and_figure(hand_built: tuple[Path, Path], tmp_path: Path) -> None:
     manifest, cache = hand_built
     write_fingerprint(manifest, cache, tmp_path / "fp.json")
-    splits = tmp_path / "splits.json"
+    splits, counts = tmp_path / "splits.json", tmp_path / "counts.json"
     splits.write_text(json.dumps({"folds": [{"train": ["A", "C"], "val": ["B"], "test": []}]}))
-    write_fingerprint_report(tmp_path / "fp.json", splits, tmp_path / "t.html", tmp_path / "f.png")
-    assert "lesion eq. diameter (mm)" in (tmp_path / "t.html").read_text()
+    write_split_counts(tmp_path / "fp.json", splits, counts)
+    check = tmp_path / "check.json"
+    write_protocol_check(tmp_path / "fp.json", counts, _settings(mismatched=False), check)
+    write_fingerprint_report(tmp_path / "fp.json", counts, check, tmp_path / "t.html",
+                             tmp_path / "f.png")
+    html = (tmp_path / "t.html").read_text()
+    assert "lesion eq. diameter (mm)" in html and "fold 0 val" in html
+    assert "mmg.us.kernel" in html and "Protocol check" in html
     assert cv2.imread(str(tmp_path / "f.png")).shape[1] > 500
     table = fingerprint_table(json.loads((tmp_path / "fp.json").read_text()))
     row = table[(table["quantity"] == "CEUS frames")].iloc[0]

@@ -115,6 +115,11 @@ class Paths:
         return f"{self.data_dir}/fingerprint.json"
 
     @property
+    def split_counts(self) -> str:
+        """Cases and patients per split subset of every fold (checkpoint ``split_counts``)."""
+        return f"{self.data_dir}/split_counts.json"
+
+    @property
     def protocol_check(self) -> str:
         """The config checked against the fingerprint: the warnings (iman.data.protocol)."""
         return f"{self.data_dir}/protocol_check.json"

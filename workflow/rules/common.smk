@@ -3,6 +3,7 @@
 # through a named function here, so Snakemake's own rerun triggers (params, input) decide
 # what a config change re-runs. Logic (names, routing, paths) lives in src/iman.
 import os
+import sys
 
 from iman.experiments import (
     Node,
@@ -19,6 +20,8 @@ from iman.experiments import (
     table_specs,
     used_models,
 )
+from iman.config import ConfigError
+from iman.data.protocol import check_once as check_protocol_once
 from iman.data.protocol import protocol_settings
 from iman.names import (
     MODALITIES,
@@ -103,7 +106,9 @@ def get_train_inputs(wildcards) -> dict[str, str]:
         except WeightsError as err:
             raise WorkflowError(str(err)) from None
     inputs = {"manifest": P.manifest, "cache": P.cache_dir, "splits": P.splits,
-              "protocol_check": ancient(P.protocol_check)}
+              "split_counts": checkpoints.split_counts.get().output[0]}
+    if not os.path.exists(P.node(node).provenance):
+        check_fit()
     if spec.T is not None:
         inputs["frames"] = P.frames(spec.T, spec.step, spec.strategy)
     if node.loop >= 1:
@@ -112,6 +117,17 @@ def get_train_inputs(wildcards) -> dict[str, str]:
     if source is not None:
         inputs["margins"] = P.margins_of(source)
     return inputs
+
+
+def check_fit() -> None:
+    """The config against the data (fingerprint, split counts): the warning list printed
+    once by the main process, an error stops the run before any training job."""
+    try:
+        text = check_protocol_once(get_protocol_settings(), P.fingerprint, P.split_counts)
+    except ConfigError as err:
+        raise WorkflowError(str(err)) from None
+    if text and workflow.is_main_process:
+        print(text, file=sys.stderr)
 
 
 def get_train_protocol(wildcards) -> dict:

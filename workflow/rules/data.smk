@@ -70,12 +70,31 @@ rule fingerprint:
         "../scripts/fingerprint.py"
 
 
-# The config against the fingerprint: every train job needs its output, marked ancient so
-# that re-checking (a changed MMG kernel, frame count) never by itself retrains anything.
-rule check_protocol:
+# Cases per split subset. A checkpoint: the first untrained node's input function checks the
+# config against the fingerprint and these counts once they exist (iman.data.protocol
+# .check_once), so an error stops the run before any training job. It has no params: it
+# re-runs only when the data or the split change, which retrain everything anyway, and a
+# changed MMG kernel or frame count re-checks without a job.
+checkpoint split_counts:
     input:
         fingerprint=P.fingerprint,
         splits=P.splits,
+    output:
+        P.split_counts,
+    log:
+        P.log("split_counts"),
+    localrule: True
+    conda:
+        ENV
+    script:
+        "../scripts/split_counts.py"
+
+
+# The same check written down for the record and the report (no training job depends on it).
+rule check_protocol:
+    input:
+        fingerprint=P.fingerprint,
+        split_counts=P.split_counts,
     output:
         P.protocol_check,
     params:
@@ -92,7 +111,8 @@ rule check_protocol:
 rule fingerprint_report:
     input:
         fingerprint=P.fingerprint,
-        splits=P.splits,
+        split_counts=P.split_counts,
+        protocol_check=P.protocol_check,
     output:
         table=report(P.fingerprint_report("html"), caption="../report/fingerprint.rst",
                      category="Data", labels={"figure": "dataset fingerprint (table)"}),

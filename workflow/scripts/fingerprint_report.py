@@ -1,4 +1,5 @@
-"""Rule fingerprint_report: the fingerprint's table (HTML) and histograms (PNG)."""
+"""Rule fingerprint_report: the fingerprint's table and the check's findings (HTML), and
+histograms (PNG)."""
 
 from pathlib import Path
 
@@ -8,4 +9,5 @@ from iman.reporting.fingerprint import write_fingerprint_report
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], write_fingerprint_report, Path(sm.input.fingerprint),
-           Path(sm.input.splits), Path(sm.output.table), Path(sm.output.png))
+           Path(sm.input.split_counts), Path(sm.input.protocol_check), Path(sm.output.table),
+           Path(sm.output.png))

@@ -14,8 +14,8 @@ from this file. Read from ``manifest.csv`` and the per-case cache:
   lesion (both at S, the two images are taken as co-registered, as the MMG does);
 Cases per split subset are not in this file: the data are measured whatever the split
 config says (and a split that cannot be made must not hide them). :func:`fingerprint_splits`
-counts them from ``splits.json``; the protocol check records them in ``protocol_check.json``
-and the report's fingerprint table shows them.
+counts them from ``splits.json`` into ``split_counts.json`` (:func:`write_split_counts`, the
+workflow's checkpoint ``split_counts``); the report's fingerprint table shows them.
 
 Each quantity is kept per case (``cases``, so a check can name them) and summarised as
 min/median/max.
@@ -46,6 +46,7 @@ __all__ = [
     "split_counts",
     "summary",
     "write_fingerprint",
+    "write_split_counts",
 ]
 
 INTENSITY_PERCENTILES = (0.5, 50.0, 99.5)
@@ -199,6 +200,15 @@ def write_fingerprint(manifest_file: Path, cache_dir: Path, out: Path) -> dict[s
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(fp, indent=1))
     return fp
+
+
+def write_split_counts(fingerprint_file: Path, splits_file: Path, out: Path) -> dict[str, Any]:
+    """Cases per split subset (:func:`fingerprint_splits`) → ``split_counts.json``."""
+    counts = fingerprint_splits(read_fingerprint(fingerprint_file),
+                                json.loads(Path(splits_file).read_text()))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(counts, indent=1))
+    return counts
 
 
 def read_fingerprint(path: Path) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Does the protocol fit the data? The config checked against the dataset fingerprint.
 
-Run before any training (rule ``check_protocol``, an input of every ``train`` job) and by
-``iman plan``. Each finding names the config key and the cases; a finding is an *error* only
-where a job would certainly fail, otherwise a *warning*. The bounds and why:
+Run before any training (:func:`check_once`, from the input function of the first untrained
+node, after the checkpoint ``split_counts``), by the rule ``check_protocol`` (the record
+``protocol_check.json``) and by ``iman plan``. Each finding names the config key and the
+cases; a finding is an *error* only where a job would certainly fail, otherwise a
+*warning*. The bounds and why:
 
 * MMG kernel vs lesion (warning). The margin is ``dilate XOR erode`` with an ellipse of
   ``k`` original pixels (:func:`iman.margins.mmg.kernel_axes`: ``kh × kw`` at the working
@@ -44,7 +46,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from iman.config import ConfigError
-from iman.data.fingerprint import fingerprint_splits
 from iman.margins.mmg import kernel_axes
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "MIN_LESION_PX",
     "MIN_TEST_CASES",
     "Finding",
+    "check_once",
     "check_protocol",
     "format_findings",
     "protocol_settings",
@@ -242,13 +244,38 @@ def format_findings(findings: Sequence[Finding]) -> str:
     return "\n".join([head, *(f"  - {f.line()}" for f in findings)])
 
 
-def write_protocol_check(fingerprint_file: Path, splits_file: Path,
+_CHECKED: dict[str, tuple[str, bool]] = {}
+
+
+def check_once(settings: Mapping[str, Any], fingerprint_file: Path,
+               counts_file: Path) -> str | None:
+    """:func:`check_protocol` once per process and config: the list's text the first time
+    (None after), ConfigError when a finding is an error (every time).
+
+    The workflow calls it from the first untrained node's input function, once the
+    fingerprint and the split counts exist (checkpoint ``split_counts``), so the list is
+    printed once and an error stops the run before any training job.
+    """
+    key = json.dumps([settings, str(fingerprint_file), str(counts_file)], sort_keys=True,
+                     default=str)
+    first = key not in _CHECKED
+    if first:
+        findings = check_protocol(settings, json.loads(Path(fingerprint_file).read_text()),
+                                  json.loads(Path(counts_file).read_text()))
+        _CHECKED[key] = (format_findings(findings), any(f.level == "error" for f in findings))
+    text, error = _CHECKED[key]
+    if error:
+        raise ConfigError(text)
+    return text if first else None
+
+
+def write_protocol_check(fingerprint_file: Path, counts_file: Path,
                          settings: Mapping[str, Any], out: Path) -> list[Finding]:
-    """Check, print the list, write ``protocol_check.json`` (settings, cases per split subset,
-    findings); ConfigError on an error: nothing is written, the job fails, no training starts.
+    """Check and write ``protocol_check.json`` (settings, cases per split subset, findings)
+    for the record and the report; ConfigError on an error (nothing written, the job fails).
     """
     fp = json.loads(Path(fingerprint_file).read_text())
-    counts = fingerprint_splits(fp, json.loads(Path(splits_file).read_text()))
+    counts = json.loads(Path(counts_file).read_text())
     findings = check_protocol(settings, fp, counts)
     text = format_findings(findings)
     if any(f.level == "error" for f in findings):

@@ -15,7 +15,6 @@ from typing import Any, Final
 import pandas as pd
 from matplotlib.figure import Figure
 
-from iman.data.fingerprint import fingerprint_splits
 from iman.names import MODALITIES
 
 __all__ = ["fingerprint_figure", "fingerprint_table", "write_fingerprint_report"]
@@ -83,12 +82,19 @@ def fingerprint_figure(fp: Mapping[str, Any], png: Path) -> Path:
     return png
 
 
-def write_fingerprint_report(fingerprint_file: Path, splits_file: Path, table_html: Path,
-                             png: Path) -> None:
-    """The report's fingerprint table (HTML) and figure (PNG) (rule ``fingerprint_report``)."""
+def write_fingerprint_report(fingerprint_file: Path, counts_file: Path, check_file: Path,
+                             table_html: Path, png: Path) -> None:
+    """The report's fingerprint table with the protocol check's findings below (HTML) and
+    figure (PNG) (rule ``fingerprint_report``); ``counts_file``: ``split_counts.json``,
+    ``check_file``: ``protocol_check.json``."""
     fp = json.loads(Path(fingerprint_file).read_text())
-    counts = fingerprint_splits(fp, json.loads(Path(splits_file).read_text()))
-    table = fingerprint_table(fp, counts)
+    table = fingerprint_table(fp, json.loads(Path(counts_file).read_text()))
+    findings = pd.DataFrame(json.loads(Path(check_file).read_text())["findings"],
+                            columns=["level", "key", "message", "cases"])
+    findings["cases"] = findings["cases"].map(", ".join)
     table_html.parent.mkdir(parents=True, exist_ok=True)
-    table_html.write_text(table.to_html(index=False, na_rep="", float_format="{:.3g}".format))
+    table_html.write_text(
+        table.to_html(index=False, na_rep="", float_format="{:.3g}".format)
+        + f"\n<h3>Protocol check: {len(findings)} finding(s)</h3>\n"
+        + findings.to_html(index=False))
     fingerprint_figure(fp, png)
