@@ -207,8 +207,9 @@ def test_tiny_and_empty_folds(hand_built: tuple[Path, Path], tmp_path: Path) -> 
     assert [f.message for f in errors] == ["the hold-out split has no val case"]
 
 
-def test_an_error_stops_the_check_and_writes_nothing(hand_built: tuple[Path, Path],
-                                                     tmp_path: Path) -> None:
+def test_an_error_stops_the_check_and_writes_nothing(
+        hand_built: tuple[Path, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     manifest, cache = hand_built
     fp_file = tmp_path / "fp.json"
     write_fingerprint(manifest, cache, fp_file)
@@ -222,9 +223,13 @@ def test_an_error_stops_the_check_and_writes_nothing(hand_built: tuple[Path, Pat
         write_protocol_check(fp_file, counts, _settings(mismatched=True), out)
     assert "tables.table2.mismatched" in str(err.value) and "train subset" in str(err.value)
     assert not out.exists()
-    # check_once: the text once, then None; an error every time
-    assert "protocol check:" in check_once(_settings(mismatched=False), fp_file, counts)
-    assert check_once(_settings(mismatched=False), fp_file, counts) is None
+    # check_once: printed once (when announced), an error every time
+    ok = _settings(mismatched=False)
+    assert "protocol check:" in check_once(ok, fp_file, counts, announce=False)
+    assert capsys.readouterr().err == ""
+    for _ in range(2):
+        check_once(ok, fp_file, counts)
+    assert capsys.readouterr().err.count("protocol check:") == 1
     for _ in range(2):
         with pytest.raises(ConfigError, match="tables.table2.mismatched"):
             check_once(_settings(mismatched=True), fp_file, counts)

@@ -298,8 +298,9 @@ def test_a_new_table3_frame_count_runs_only_its_new_jobs(smoke_copy: Path,
     rules = {r for r, _ in jobs} - AGGREGATES
     # the paired comparisons gain the new row (stats.csv and its forest plot)
     # the recorded protocol check (and the report page showing it) re-checks the new T
-    assert rules == {"frames", "train", "evaluate", "summarize", "table", "table_stats", "stats",
-                     "fig_forest", "record_run", "check_protocol", "fingerprint_report"}
+    assert rules == {"frames", "train", "evaluate", "summarize", "table_data", "table",
+                     "table_stats", "stats", "fig_forest", "record_run", "check_protocol",
+                     "fingerprint_report"}
     assert [w["table"] for r, w in jobs if r == "table_stats"] == ["table3"]
     assert [w["T"] for r, w in jobs if r == "frames"] == ["5"]
     assert all("T5s" in w["run"] for r, w in jobs if r in ("train", "evaluate"))

@@ -3,7 +3,6 @@
 # through a named function here, so Snakemake's own rerun triggers (params, input) decide
 # what a config change re-runs. Logic (names, routing, paths) lives in src/iman.
 import os
-import sys
 
 from iman.experiments import (
     Node,
@@ -107,8 +106,7 @@ def get_train_inputs(wildcards) -> dict[str, str]:
             raise WorkflowError(str(err)) from None
     inputs = {"manifest": P.manifest, "cache": P.cache_dir, "splits": P.splits,
               "split_counts": checkpoints.split_counts.get().output[0]}
-    if not os.path.exists(P.node(node).provenance):
-        check_fit()
+    check_fit(announce=not os.path.exists(P.node(node).provenance))
     if spec.T is not None:
         inputs["frames"] = P.frames(spec.T, spec.step, spec.strategy)
     if node.loop >= 1:
@@ -119,15 +117,15 @@ def get_train_inputs(wildcards) -> dict[str, str]:
     return inputs
 
 
-def check_fit() -> None:
-    """The config against the data (fingerprint, split counts): the warning list printed
-    once by the main process, an error stops the run before any training job."""
+def check_fit(announce: bool) -> None:
+    """The config against the data (fingerprint, split counts): an error stops the run
+    before any training job; the warning list is printed once by the main process when
+    ``announce`` (an untrained node)."""
     try:
-        text = check_protocol_once(get_protocol_settings(), P.fingerprint, P.split_counts)
+        check_protocol_once(get_protocol_settings(), P.fingerprint, P.split_counts,
+                            announce=announce and workflow.is_main_process)
     except ConfigError as err:
         raise WorkflowError(str(err)) from None
-    if text and workflow.is_main_process:
-        print(text, file=sys.stderr)
 
 
 def get_train_protocol(wildcards) -> dict:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -245,28 +246,33 @@ def format_findings(findings: Sequence[Finding]) -> str:
 
 
 _CHECKED: dict[str, tuple[str, bool]] = {}
+_ANNOUNCED: set[str] = set()
 
 
-def check_once(settings: Mapping[str, Any], fingerprint_file: Path,
-               counts_file: Path) -> str | None:
-    """:func:`check_protocol` once per process and config: the list's text the first time
-    (None after), ConfigError when a finding is an error (every time).
+def check_once(settings: Mapping[str, Any], fingerprint_file: Path, counts_file: Path,
+               announce: bool = True) -> str:
+    """:func:`check_protocol`, computed once per process and config: ConfigError when a
+    finding is an error (every call), else the list's text, printed to stderr the first time
+    ``announce`` is true.
 
-    The workflow calls it from the first untrained node's input function, once the
-    fingerprint and the split counts exist (checkpoint ``split_counts``), so the list is
-    printed once and an error stops the run before any training job.
+    The workflow calls it from every training node's input function once the fingerprint and
+    the split counts exist (checkpoint ``split_counts``), announcing for untrained nodes from
+    the main process: an error stops the run before any training job, the list is printed
+    once when something will train.
     """
     key = json.dumps([settings, str(fingerprint_file), str(counts_file)], sort_keys=True,
                      default=str)
-    first = key not in _CHECKED
-    if first:
+    if key not in _CHECKED:
         findings = check_protocol(settings, json.loads(Path(fingerprint_file).read_text()),
                                   json.loads(Path(counts_file).read_text()))
         _CHECKED[key] = (format_findings(findings), any(f.level == "error" for f in findings))
     text, error = _CHECKED[key]
     if error:
         raise ConfigError(text)
-    return text if first else None
+    if announce and key not in _ANNOUNCED:
+        _ANNOUNCED.add(key)
+        print(text, file=sys.stderr)
+    return text
 
 
 def write_protocol_check(fingerprint_file: Path, counts_file: Path,
