@@ -1,7 +1,7 @@
 """Does the protocol fit the data? The config checked against the dataset fingerprint.
 
-Run before any training (:func:`check_once`, from the input function of the first untrained
-node, after the checkpoint ``split_counts``), by the rule ``check_protocol`` (the record
+Run before any training (:func:`check_once`, from every training node's input function, after
+the checkpoint ``split_counts``), by the rule ``check_protocol`` (the record
 ``protocol_check.json``) and by ``iman plan``. Each finding names the config key and the
 cases; a finding is an *error* only where a job would certainly fail, otherwise a
 *warning*. The bounds and why:
