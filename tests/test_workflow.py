@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -169,6 +170,53 @@ def test_figures_and_cost_table(smoke_run: Path) -> None:
     assert int(total["epochs"]) == jobs["epochs"].astype(int).sum() > 0
 
 
+def test_fingerprint_and_protocol_check_of_the_smoke_run(smoke_run: Path) -> None:
+    data = smoke_run / "results" / "data"
+    fp = json.loads((data / "fingerprint.json").read_text())
+    manifest = pd.read_csv(data / "manifest.csv", dtype={"case_id": str})
+    assert fp["n_cases"] == len(manifest) and fp["working_size"] == 32
+    assert [c["case_id"] for c in fp["cases"]] == list(manifest["case_id"])
+    assert fp["ceus_frames"]["min"] == 12 and fp["modalities"]["us"]["h"]["max"] == 140
+    check = json.loads((data / "protocol_check.json").read_text())
+    split = json.loads((data / "splits.json").read_text())["folds"][0]
+    assert check["splits"]["folds"][0]["test"]["cases"] == len(split["test"])
+    # the smoke split tests a handful of cases: the tiny-fold warning names it
+    assert any(f["key"] == "split" and "fewer than 9" in f["message"]
+               for f in check["findings"])
+    assert (smoke_run / "results" / "figures" / "data_fingerprint.png").stat().st_size > 1000
+    assert "lesion eq. diameter" in (smoke_run / "results" / "figures" /
+                                     "data_fingerprint.html").read_text()
+
+
+def test_a_protocol_error_stops_before_any_training_job(smoke_copy: Path,
+                                                        tmp_path: Path) -> None:
+    # one validation case: the mismatched control (on in the smoke config) cannot give it
+    # another patient's margins, so mismatched_margins would certainly fail
+    cfg = _config(tmp_path, split={"sizes": {"train": 8, "val": 1}})
+    proc = snakemake(smoke_copy, "tables", config=cfg, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "tables.table2.mismatched, split: the val subset of the hold-out split" in out
+    # the split and its counts were remade, then the check stopped the run: no training job
+    ran = {r for r, _ in _scheduled(out)}
+    assert "split" in ran and "localcheckpoint split_counts:" in out and "train" not in ran
+
+
+def test_iman_plan_makes_a_missing_fingerprint_and_suggests(smoke_copy: Path) -> None:
+    (smoke_copy / "results" / "data" / "fingerprint.json").unlink()
+    proc = subprocess.run([sys.executable, "-m", "iman.cli", "plan", "--configfile",
+                           str(ROOT / "config" / "smoke.yaml"), "--directory",
+                           str(smoke_copy)], capture_output=True, text=True, check=False,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert (smoke_copy / "results" / "data" / "fingerprint.json").exists()
+    text = proc.stdout
+    assert "n_cases:" in text and "# protocol check:" in text and "splits:" in text
+    snippet = yaml.safe_load(text[text.index("\ndata:"):])
+    assert set(snippet) == {"data", "frames", "mmg", "tables"}
+    assert snippet["frames"]["T"] == 3 and snippet["data"]["size"] == 32
+
+
 def _all_nodes() -> list:
     from iman.experiments import all_table_nodes
 
@@ -249,8 +297,10 @@ def test_a_new_table3_frame_count_runs_only_its_new_jobs(smoke_copy: Path,
     jobs = _dry_run(smoke_copy, _config(tmp_path, tables={"table3": {"frames": [1, 3, 5]}}))
     rules = {r for r, _ in jobs} - AGGREGATES
     # the paired comparisons gain the new row (stats.csv and its forest plot)
-    assert rules == {"frames", "train", "evaluate", "summarize", "table", "table_stats", "stats",
-                     "fig_forest", "record_run"}
+    # the recorded protocol check (and the report page showing it) re-checks the new T
+    assert rules == {"frames", "train", "evaluate", "summarize", "table_data", "table",
+                     "table_stats", "stats", "fig_forest", "record_run", "check_protocol",
+                     "fingerprint_report"}
     assert [w["table"] for r, w in jobs if r == "table_stats"] == ["table3"]
     assert [w["T"] for r, w in jobs if r == "frames"] == ["5"]
     assert all("T5s" in w["run"] for r, w in jobs if r in ("train", "evaluate"))

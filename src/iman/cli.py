@@ -5,6 +5,7 @@
     iman phantom --out DIR          write the synthetic US-CEUS dataset (sheet layout)
     iman ingest --layout ... --root ... --out ...   validate + cache a dataset
     iman predict --results results --experiment NAME --sheet cases.csv --out DIR
+    iman plan [--configfile F ...] [--config K=V ...]   fingerprint, fit check, suggestions
     iman estimate --cost cost.csv --configfile paper.yaml [--epochs N]   device hours
     iman weights list [--check]     pretrained files of the paper protocol, cache status
     iman weights fetch [METHOD ...] download into the cache, verify the checksum, record
@@ -101,6 +102,19 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"iman predict: {err}", file=sys.stderr)
         return 2
     print(f"wrote predictions for {len(out)} cases to {args.out}")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from iman.config import ConfigError
+    from iman.plan import run_plan
+
+    try:
+        text = run_plan(Path(args.directory), args.configfile or [], args.config or [])
+    except (ConfigError, ValueError, RuntimeError) as err:
+        print(f"iman plan: {err}", file=sys.stderr)
+        return 2
+    print(text, end="")
     return 0
 
 
@@ -257,6 +271,14 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--sheet", required=True, help="case sheet (or iman_public root) of new cases")
     r.add_argument("--layout", default="sheet", choices=["sheet", "iman_public"])
     r.add_argument("--out", required=True)
+    pl = sub.add_parser("plan", help="the dataset's fingerprint, the config checked against "
+                        "it, suggested settings (YAML to paste; nothing is applied)",
+                        description="Runs the workflow up to results/data/fingerprint.json "
+                        "(ingest if needed; nothing trains) and the split, then prints.")
+    pl.add_argument("--configfile", "--configfiles", nargs="+", action="extend",
+                    metavar="FILE", help="config file(s), in order (default config/config.yaml)")
+    pl.add_argument("--config", nargs="+", action="extend", metavar="KEY=VALUE")
+    pl.add_argument("--directory", default=".", help="the project directory (default: here)")
     e = sub.add_parser("estimate", help="device hours of a planned run from a reduced run's "
                        "cost.csv", description="Per method, variant and modality: seconds per "
                        "epoch and per-job overhead of the reduced run, times the planned run's "
@@ -290,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     wv.add_argument("--config", nargs="+", action="extend", metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     commands = {"config": _config, "models": _models, "phantom": _phantom, "predict": _predict,
-                "weights": _weights, "estimate": _estimate}
+                "weights": _weights, "estimate": _estimate, "plan": _plan}
     return commands[args.command](args)
 
 

@@ -109,6 +109,25 @@ class Paths:
         """The persisted split."""
         return f"{self.data_dir}/splits.json"
 
+    @property
+    def fingerprint(self) -> str:
+        """What the ingested data look like (iman.data.fingerprint)."""
+        return f"{self.data_dir}/fingerprint.json"
+
+    @property
+    def split_counts(self) -> str:
+        """Cases and patients per split subset of every fold (checkpoint ``split_counts``)."""
+        return f"{self.data_dir}/split_counts.json"
+
+    @property
+    def protocol_check(self) -> str:
+        """The config checked against the fingerprint: the warnings (iman.data.protocol)."""
+        return f"{self.data_dir}/protocol_check.json"
+
+    def fingerprint_report(self, ext: str) -> str:
+        """The fingerprint's report table (``html``) or figure (``png``)."""
+        return f"{self.root}/figures/data_fingerprint.{ext}"
+
     def frames(self, T: int | str, step: int | str, strategy: str) -> str:
         """Per-case CEUS frame indices for one (T, step, strategy)."""
         return f"{self.data_dir}/frames/T{T}_s{step}_{strategy}.json"

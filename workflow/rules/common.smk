@@ -19,6 +19,9 @@ from iman.experiments import (
     table_specs,
     used_models,
 )
+from iman.config import ConfigError
+from iman.data.protocol import check_once as check_protocol_once
+from iman.data.protocol import protocol_settings
 from iman.names import (
     MODALITIES,
     TABLES,
@@ -72,6 +75,11 @@ def ingest_layout() -> str:
     return "sheet" if src in ("sheet", "phantom") else src
 
 
+def get_protocol_settings() -> dict:
+    """The config slice the protocol check reads (iman.data.protocol)."""
+    return protocol_settings(config)
+
+
 def all_frame_files() -> list[str]:
     """Frame files every configured table needs."""
     fr = config["frames"]
@@ -96,7 +104,9 @@ def get_train_inputs(wildcards) -> dict[str, str]:
             check_once(config["model"], used_models(config))
         except WeightsError as err:
             raise WorkflowError(str(err)) from None
-    inputs = {"manifest": P.manifest, "cache": P.cache_dir, "splits": P.splits}
+    inputs = {"manifest": P.manifest, "cache": P.cache_dir, "splits": P.splits,
+              "split_counts": checkpoints.split_counts.get().output[0]}
+    check_fit(announce=not os.path.exists(P.node(node).provenance))
     if spec.T is not None:
         inputs["frames"] = P.frames(spec.T, spec.step, spec.strategy)
     if node.loop >= 1:
@@ -105,6 +115,17 @@ def get_train_inputs(wildcards) -> dict[str, str]:
     if source is not None:
         inputs["margins"] = P.margins_of(source)
     return inputs
+
+
+def check_fit(announce: bool) -> None:
+    """The config against the data (fingerprint, split counts): an error stops the run
+    before any training job; the warning list is printed once by the main process when
+    ``announce`` (an untrained node)."""
+    try:
+        check_protocol_once(get_protocol_settings(), P.fingerprint, P.split_counts,
+                            announce=announce and workflow.is_main_process)
+    except ConfigError as err:
+        raise WorkflowError(str(err)) from None
 
 
 def get_train_protocol(wildcards) -> dict:

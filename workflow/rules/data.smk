@@ -55,6 +55,78 @@ rule split:
         "../scripts/split.py"
 
 
+rule fingerprint:
+    input:
+        manifest=P.manifest,
+        cache=P.cache_dir,
+    output:
+        P.fingerprint,
+    log:
+        P.log("fingerprint"),
+    localrule: True
+    conda:
+        ENV
+    script:
+        "../scripts/fingerprint.py"
+
+
+# Cases per split subset. A checkpoint: the first untrained node's input function checks the
+# config against the fingerprint and these counts once they exist (iman.data.protocol
+# .check_once), so an error stops the run before any training job. It has no params: it
+# re-runs only when the data or the split change, which retrain everything anyway, and a
+# changed MMG kernel or frame count re-checks without a job.
+checkpoint split_counts:
+    input:
+        fingerprint=P.fingerprint,
+        splits=P.splits,
+    output:
+        P.split_counts,
+    log:
+        P.log("split_counts"),
+    localrule: True
+    conda:
+        ENV
+    script:
+        "../scripts/split_counts.py"
+
+
+# The same check written down for the record and the report (no training job depends on it).
+rule check_protocol:
+    input:
+        fingerprint=P.fingerprint,
+        split_counts=P.split_counts,
+    output:
+        P.protocol_check,
+    params:
+        settings=get_protocol_settings(),
+    log:
+        P.log("check_protocol"),
+    localrule: True
+    conda:
+        ENV
+    script:
+        "../scripts/check_protocol.py"
+
+
+rule fingerprint_report:
+    input:
+        fingerprint=P.fingerprint,
+        split_counts=P.split_counts,
+        protocol_check=P.protocol_check,
+    output:
+        table=report(P.fingerprint_report("html"), caption="../report/fingerprint.rst",
+                     category="Data", labels={"figure": "dataset fingerprint (table)"}),
+        png=report(P.fingerprint_report("png"), caption="../report/fingerprint.rst",
+                   category="Data", labels={"figure": "dataset fingerprint (histograms)"}),
+    log:
+        P.log("figures", "data_fingerprint"),
+    localrule: True
+    conda:
+        ENV
+    script:
+        "../scripts/fingerprint_report.py"
+
+
 rule frames:
     input:
         manifest=P.manifest,
@@ -92,4 +164,6 @@ rule data:
     input:
         P.manifest,
         P.splits,
+        P.fingerprint,
+        P.protocol_check,
         all_frame_files(),

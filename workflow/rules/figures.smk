@@ -128,3 +128,5 @@ rule fig_forest:
 rule figures:
     input:
         expand(P.figure("{name}", "{ext}"), ext=["png", "pdf"], name=FIGURES),
+        P.fingerprint_report("html"),
+        P.fingerprint_report("png"),
