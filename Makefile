@@ -42,10 +42,11 @@ lint: $(STAMP)
 PYTEST := $(BIN)/python -m pytest -q
 FAST   := not dag and not slurm and not browser and not slow
 
-# make test spreads the tests over one worker per core (pytest-xdist); conftest.py groups
-# them so the smoke DAG, the overfit trainings and each file's fixtures are built once.
+# make test spreads the test files over one worker per core (pytest-xdist, a file's tests
+# on one worker, so its module fixtures, e.g. the overfit trainings, run once); the workers
+# share one smoke DAG (tests/conftest.py: the first to need it builds it under a lock).
 test: lint
-	$(PYTEST) -n auto --dist loadgroup --durations=25
+	$(PYTEST) -n auto --dist loadfile --durations=25
 
 test-fast: $(STAMP)
 	$(PYTEST) -m "$(FAST)" --durations=10

@@ -11,6 +11,7 @@ outputs takes ``smoke_run``; a test that changes anything (a config, an input fi
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -39,29 +40,16 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     _running.clear()
 
 
-SHARED_FIXTURES = {"smoke_run", "smoke_copy", "browser", "report_html"}
-"""Fixtures of the one ``smoke`` group: under ``pytest -n 2 --dist loadgroup`` (``make
-test``) every test that takes one of them runs on the same worker, so the smoke DAG is built
-once and Chromium installed once."""
-HEAVY_FIRST = ("smoke", "test_overfit.py", "test_workflow.py", "test_slurm.py")
-"""Groups handed out first (the longest), so no long group starts last on an idle worker."""
-
-
-def xdist_group(item: pytest.Item) -> str:
-    """The worker group of a test: ``smoke`` for the shared-DAG and browser tests, else its
-    file (a file's module fixtures, e.g. the overfit trainings, then run once)."""
-    if SHARED_FIXTURES & set(getattr(item, "fixturenames", ())):
-        return "smoke"
-    return item.path.name
+LONGEST_FIRST = ("test_overfit.py", "test_workflow.py", "test_slurm.py", "test_report_check.py",
+                 "test_predict.py", "test_plugins.py", "test_weights.py")
+"""Files handed out first under ``pytest -n auto --dist loadfile`` (``make test``): the
+longest, so none of them starts last on an otherwise idle worker."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Give every test its worker group (:func:`xdist_group`) and put the longest groups
-    first; without xdist the markers are inert and only the order changes."""
-    rank = {g: i for i, g in enumerate(HEAVY_FIRST)}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
-    items.sort(key=lambda it: rank.get(xdist_group(it), len(rank)))
+    """Put the longest files first (a stable sort: the order within a file is kept)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda it: rank.get(it.path.name, len(rank)))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -104,7 +92,28 @@ def copy_run(src: Path, dst: Path) -> Path:
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The whole DAG (tables, figures, cost, report) on config/smoke.yaml, run once per
     session. Read-only for the tests: change things in ``smoke_copy``."""
-    work = tmp_path_factory.mktemp("smoke")
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return _build_smoke(tmp_path_factory.mktemp("smoke"))
+    # pytest-xdist: the workers share one run, built by the first to ask, under a lock
+    work = tmp_path_factory.getbasetemp().parent / "smoke"
+    with open(tmp_path_factory.getbasetemp().parent / "smoke.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        failed = work / "FAILED"
+        if failed.exists():
+            raise AssertionError(f"the smoke DAG failed on another worker:\n{failed.read_text()}")
+        if not (work / "DONE").exists():
+            work.mkdir(exist_ok=True)
+            try:
+                _build_smoke(work)
+            except BaseException as err:
+                failed.write_text(str(err))
+                raise
+            (work / "DONE").touch()
+    return work
+
+
+def _build_smoke(work: Path) -> Path:
+    """Run the smoke DAG and its report in ``work``; keep Snakemake's console output."""
     run = snakemake(work, "tables", "figures", "cost")
     (work / SMOKE_LOG).write_text(run.stdout + run.stderr)
     snakemake(work, "--report", str(work / "results" / "report.html"), "tables", "figures")
