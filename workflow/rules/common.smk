@@ -99,14 +99,15 @@ def get_train_inputs(wildcards) -> dict[str, str]:
     """
     node = wc_node(wildcards)
     spec = parse_name(node.run)
-    if not os.path.exists(P.node(node).provenance):
+    untrained = not os.path.exists(P.node(node).provenance)
+    if untrained:
         try:
             check_once(config["model"], used_models(config))
         except WeightsError as err:
             raise WorkflowError(str(err)) from None
     inputs = {"manifest": P.manifest, "cache": P.cache_dir, "splits": P.splits,
               "split_counts": checkpoints.split_counts.get().output[0]}
-    check_fit(announce=not os.path.exists(P.node(node).provenance))
+    check_fit(announce=untrained)
     if spec.T is not None:
         inputs["frames"] = P.frames(spec.T, spec.step, spec.strategy)
     if node.loop >= 1:

@@ -276,5 +276,5 @@ def render_table(name: str, csv: Path, marks: Path, md: Path, tex: Path, html: P
     (:func:`iman.evaluation.paper_tables.table_data`): nothing else is read."""
     data = json.loads(Path(marks).read_text())
     df = pd.read_csv(csv, dtype={c: str for c in _LABELS})
-    init = init_note([(label, files) for label, files in data["initialisation"]])
+    init = init_note(data["initialisation"])  # [[row label, files], ...]
     write_table(name, df, md, tex, html, data["separation"], init)
