@@ -20,6 +20,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from iman.errors import UserError
+
 __all__ = ["DEMO_CONFIG", "SCHEMA_PATH", "ConfigError", "coerce_overrides", "dump_config",
            "load_config", "method_train", "resolve_config", "validate_config"]
 
@@ -29,7 +31,7 @@ DEMO_CONFIG = PROJECT_ROOT / "config" / "config.yaml"
 """The embedded demo: the config a run uses when no ``--configfile`` is named."""
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """The configuration is invalid; the message lists every problem."""
 
 

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from iman.errors import UserError
 from iman.experiments import (
     DIAGNOSTIC,
     Node,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["PredictError", "predict_cases"]
 
 
-class PredictError(RuntimeError):
+class PredictError(UserError, RuntimeError):
     """Wrong inputs for ``iman predict``; the message lists every problem."""
 
 

@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from iman.errors import UserError
+
 __all__ = [
     "COLOUR_FRACTION",
     "COLOUR_TOL",
@@ -51,7 +53,7 @@ _HEADER_FORMATS = ("PNG", "JPEG", "BMP", "TIFF")
 """Pillow formats whose headers :func:`image_size` reads (a JPEG may come back as "MPO")."""
 
 
-class ReadError(Exception):
+class ReadError(UserError):
     """A file exists but cannot be read as the expected kind (corrupt, truncated, empty)."""
 
 

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iman.errors import UserError
+
 __all__ = [
     "BatchNorm2dAnyBatch",
     "LoadReport",
@@ -28,7 +30,7 @@ __all__ = [
 ]
 
 
-class WrongWeightsError(ValueError):
+class WrongWeightsError(UserError, ValueError):
     """A weight file does not fit the model it is loaded into; the message names the file."""
 
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
+from iman.errors import UserError
 from iman.names import METHOD_NAME, METHOD_NAMES
 
 if TYPE_CHECKING:  # torch is imported lazily: light jobs (tables, metrics) never pay for it
@@ -77,14 +78,14 @@ RESERVED = {"iman": "IMAN"}
 _MODALITIES = ("us", "ceus")
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(UserError, KeyError):
     """Raised for a model or variant name that is not registered."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0])
 
 
-class PluginError(RuntimeError):
+class PluginError(UserError, RuntimeError):
     """A method's package is broken or missing; the message names the package."""
 
 

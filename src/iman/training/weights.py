@@ -37,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from iman.errors import UserError
+
 __all__ = ["CATALOG_PATH", "Norm", "Resolved", "Source", "WeightFile", "WeightsError",
            "cache_dir", "catalog", "check_available", "check_once", "expected_file", "fetch",
            "file_problem", "locate", "resolve", "sha256sum", "weights_key"]
@@ -47,7 +49,7 @@ VERIFY_HINT = "check it with: iman weights verify {path} --method {method}"
 LAYOUTS = ("torch", "npz", "timm", "safetensors")
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError, RuntimeError):
     """Weights missing, unreachable or corrupt; the message says what to do."""
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from iman.errors import UserError
+
 Box = tuple[int, int, int, int]
 
 
@@ -37,7 +39,7 @@ class Problem:
 
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """Every problem found in a dataset; the message lists all of them, one per line."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:
