@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,10 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str,
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise CheckpointError(
-            f"{path}: refused, it holds more than tensors and plain values (loading it could "
-            f"run code it carries; {first}). Use checkpoints the workflow wrote; retrain or "
-            "ask its sender for the best.pt of a run") from None
+            f"{path}: refused: it holds more than tensors and plain values ({_what(err)}), "
+            "and loading it could run code it carries. Use a checkpoint the workflow wrote "
+            "(retrain the node, or ask the sender for the run's own best.pt)") from None
     except (RuntimeError, EOFError, OSError) as err:
         raise CheckpointError(f"{path}: not a readable checkpoint ({err}); retrain the node "
                               "or fetch the file again") from None
@@ -51,6 +51,12 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str,
         raise CheckpointError(f"{path}: not an iman checkpoint (expected a dict with "
                               f"{', '.join(REQUIRED)}, found {type(ckpt).__name__})")
     return ckpt
+
+
+def _what(err: pickle.UnpicklingError) -> str:
+    """The part of torch's refusal that says what the file holds (e.g. ``GLOBAL io.open``)."""
+    found = re.search(r"Unsupported [^\n]*?(?= was not|\n|$)", str(err))
+    return found.group(0) if found else type(err).__name__
 
 
 def atomic_save(obj: dict[str, Any], path: Path) -> None:

@@ -320,25 +320,12 @@ class Trainer:
         try:
             resumed = self._resume()
             stop = resumed if resumed not in (None, "resumed") else None
-            bar = tqdm(total=self.cfg.max_epochs, initial=len(self.history), disable=not progress,
-                       file=sys.stderr, desc=self.files.best.parent.name, mininterval=5)
-            while stop is None:
-                epoch, t0 = len(self.history), time.perf_counter()
-                train_loss = self._train_epoch(epoch)
-                val_loss, val_dice = self._validate()
-                self._check_finite(epoch, train_loss, val_loss)
-                improved = val_loss < self.best_val
-                self.best_val = min(self.best_val, val_loss)
-                self.bad_epochs = 0 if improved else self.bad_epochs + 1
-                self.history.append({"epoch": epoch, "train_loss": train_loss,
-                                     "val_loss": val_loss, "val_dice": val_dice,
-                                     "lr": self.lr_at(epoch),
-                                     "seconds": time.perf_counter() - t0})
-                stop = self._should_stop(epoch)
-                self._checkpoint(improved, stop)
-                bar.update(1)
-                bar.set_postfix(val_dice=f"{val_dice:.3f}")
-            bar.close()
+            with tqdm(total=self.cfg.max_epochs, initial=len(self.history), disable=not progress,
+                      file=sys.stderr, desc=self.files.best.parent.name, mininterval=5) as bar:
+                while stop is None:
+                    stop = self._epoch()
+                    bar.update(1)
+                    bar.set_postfix(val_dice=f"{self.history[-1]['val_dice']:.3f}")
             _write_history(self.history, self.files.history)
             self._flush_best()
             atomic_save(self._state(), self.files.last)
@@ -348,6 +335,22 @@ class Trainer:
         return {"epochs": len(self.history), "stop": stop, "best_epoch": best["epoch"],
                 "best_val_loss": best["val_loss"], "best_val_dice": best["val_dice"],
                 "device": self.device}
+
+    def _epoch(self) -> str | None:
+        """Train and validate one epoch, record and checkpoint it; the stop reason, if any."""
+        epoch, t0 = len(self.history), time.perf_counter()
+        train_loss = self._train_epoch(epoch)
+        val_loss, val_dice = self._validate()
+        self._check_finite(epoch, train_loss, val_loss)
+        improved = val_loss < self.best_val
+        self.best_val = min(self.best_val, val_loss)
+        self.bad_epochs = 0 if improved else self.bad_epochs + 1
+        self.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                             "val_dice": val_dice, "lr": self.lr_at(epoch),
+                             "seconds": time.perf_counter() - t0})
+        stop = self._should_stop(epoch)
+        self._checkpoint(improved, stop)
+        return stop
 
     def _check_finite(self, epoch: int, train_loss: float, val_loss: float) -> None:
         """Stop with a :class:`DivergenceError` on a non-finite loss (before this epoch can
