@@ -179,11 +179,15 @@ def test_divergence_after_a_finite_best_epoch_fails_and_keeps_that_best(
 # ---- §6: checkpoints -------------------------------------------------------------------
 
 
-def test_checkpoints_load_weights_only_and_resume_rng_roundtrips(tmp_path: Path) -> None:
+def test_checkpoints_load_weights_only_warm_start_and_rng_roundtrip(tmp_path: Path) -> None:
     files = CheckpointFiles.in_dir(tmp_path)
     Trainer(config(1), toy_data(8, 0), toy_data(4, 1), files).fit(progress=False)
     for path in (files.best, files.last, files.resume):
         torch.load(path, weights_only=True)  # tensors and plain types only
+    warm = Trainer(config(1), toy_data(8, 0), toy_data(4, 1),
+                   CheckpointFiles.in_dir(tmp_path / "loop1"), init_weights=files.best)
+    best = load_checkpoint(files.best)["model"]
+    assert all(torch.equal(v, best[k]) for k, v in warm.model.state_dict().items())
     assert set(load_checkpoint(files.resume)["rng"]) == {"torch", "gen", "numpy", "python"}
     gen = torch.Generator().manual_seed(3)
     np.random.randn()  # a cached Gaussian is part of numpy's state
