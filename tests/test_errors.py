@@ -215,6 +215,10 @@ def test_unsafe_checkpoints_are_refused_everywhere_naming_the_file(tmp_path: Pat
     _malicious(files.resume, marker)
     with pytest.raises(CheckpointError, match=f"{files.resume}: refused"):  # resume
         Trainer(config(1), toy_data(8, 0), toy_data(4, 1), files).fit(progress=False)
+    torch.save({"config": {}, "model": {}, "rng": {"numpy": np.random.get_state()}},
+               files.resume)  # the RNG encoding of older versions: numpy arrays
+    with pytest.raises(CheckpointError, match=f"(?s)numpy.*delete {files.resume}"):
+        Trainer(config(1), toy_data(8, 0), toy_data(4, 1), files).fit(progress=False)
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(CheckpointError, match="not an iman checkpoint"):
         load_checkpoint(tmp_path / "list.pt")

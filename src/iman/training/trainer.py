@@ -40,7 +40,13 @@ from iman.errors import UserError
 from iman.models.registry import build_model, method_record, require_installed
 from iman.paths import NodeFiles
 from iman.provenance import environment
-from iman.training.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from iman.training.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+)
 from iman.training.losses import SegLoss, dice_loss
 
 __all__ = ["RESUME_EVERY_S", "CheckpointFiles", "DivergenceError", "Preempted", "TrainConfig",
@@ -294,7 +300,11 @@ class Trainer:
         path = self.files.resume
         if not path.exists():
             return None
-        state = load_checkpoint(path)  # CPU: loading into the model and optimizers moves it
+        try:  # to the CPU: loading into the model and the optimizers moves it
+            state = load_checkpoint(path)
+        except CheckpointError as err:  # e.g. numpy RNG state of an older iman
+            raise CheckpointError(f"{err}. A resume state is only a shortcut: delete {path} "
+                                  "to train this node afresh") from None
         if state["config"] != asdict(self.cfg):
             return None  # a different run wrote it: start afresh
         if state.get("best_model") is None and not self.files.best.exists():
