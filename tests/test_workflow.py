@@ -374,7 +374,7 @@ def test_every_node_and_summary_records_its_provenance(smoke_run: Path) -> None:
     assert record["protocol"]["img_size"] == 32 and record["protocol"]["lr"] == 1e-3
     assert record["device"] == "cpu" and record["environment"]["packages"]["torch"]
     _assert_commit(record["environment"]["git"]["commit"])
-    ckpt = torch.load(node / "best.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(node / "best.pt", map_location="cpu", weights_only=True)
     assert ckpt["provenance"]["device"] == "cpu"
     assert ckpt["provenance"]["packages"] == record["environment"]["packages"]
     run = json.loads((results / "provenance.json").read_text())
@@ -433,7 +433,7 @@ def torch_epoch(resume: Path) -> int:
     """Epochs done when ``resume.pt`` was written."""
     import torch
 
-    return int(torch.load(resume, map_location="cpu", weights_only=False)["epoch"])
+    return int(torch.load(resume, map_location="cpu", weights_only=True)["epoch"])
 
 
 def _node_of(node_dir: Path) -> tuple[str, str, str]:
