@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from iman.names import LAYOUT_NAMES
+
 if TYPE_CHECKING:
     from iman.models.registry import MethodCard
 
@@ -274,7 +276,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--results", default="results", help="the workflow's results folder")
     r.add_argument("--experiment", required=True, help="experiment name (results/experiments/)")
     r.add_argument("--sheet", required=True, help="case sheet (or iman_public root) of new cases")
-    r.add_argument("--layout", default="sheet", choices=["sheet", "iman_public"])
+    r.add_argument("--layout", default="sheet", choices=list(LAYOUT_NAMES))
     r.add_argument("--out", required=True)
     pl = sub.add_parser("plan", help="the dataset's fingerprint, the config checked against "
                         "it, suggested settings (YAML to paste; nothing is applied)",

@@ -94,7 +94,7 @@ class MarginSource:
 
     ``kind``: ``pred`` (the MMG on ``node``'s predictions), ``oracle`` (the MMG on the
     ground-truth ``modality`` masks; ``node`` is None) or ``mismatch`` (``node``'s margins,
-    each case given another patient's, :func:`iman.margins.derange`).
+    each case given another patient's, :func:`iman.data.split.cross_patient_derangement`).
     """
 
     kind: str

@@ -48,6 +48,7 @@ from typing import Any, Final
 
 from iman.config import ConfigError
 from iman.margins.mmg import kernel_axes
+from iman.names import MODALITIES
 
 __all__ = [
     "MAX_DISTORTION",
@@ -95,7 +96,7 @@ def protocol_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     t4 = config["tables"]["table4"]
     return {"size": config["data"]["size"], "frames": dict(config["frames"]),
             "table3_frames": list(config["tables"]["table3"]["frames"]),
-            "mmg": {m: config["mmg"][m]["kernel"] for m in ("us", "ceus")},
+            "mmg": {m: config["mmg"][m]["kernel"] for m in MODALITIES},
             "table4_kernels": list(t4["kernels"]),
             "table4_ceus_only": list(t4["ceus_only_kernels"]),
             "mismatched": bool(config["tables"]["table2"]["mismatched"])}
@@ -133,10 +134,10 @@ def _kernel_checks(key: str, kernel: int, modalities: Sequence[str], size: int,
 def check_kernels(s: Mapping[str, Any], cases: Sequence[Mapping[str, Any]]) -> list[Finding]:
     """Every configured MMG kernel against the lesions it erodes."""
     out = []
-    for m in ("us", "ceus"):
-        out += _kernel_checks(f"mmg.{m}.kernel", s["mmg"][m], ("us", "ceus"), s["size"], cases)
+    for m in MODALITIES:
+        out += _kernel_checks(f"mmg.{m}.kernel", s["mmg"][m], MODALITIES, s["size"], cases)
     for k in s["table4_kernels"]:
-        mods = ("ceus",) if k in s["table4_ceus_only"] else ("us", "ceus")
+        mods = ("ceus",) if k in s["table4_ceus_only"] else MODALITIES
         if k not in s["mmg"].values():
             out += _kernel_checks("tables.table4.kernels", k, mods, s["size"], cases)
     return out
@@ -166,7 +167,7 @@ def check_geometry(s: Mapping[str, Any], cases: Sequence[Mapping[str, Any]],
     """Aspect distortion and upsampling by the configured square working size; lesions too
     small at the size the fingerprint measured them (the run's, in the workflow)."""
     size, out = s["size"], []
-    for m in ("us", "ceus"):
+    for m in MODALITIES:
         name = m.upper()
         bad = [c["case_id"] for c in cases
                if max(c[f"{m}_aspect"], 1 / c[f"{m}_aspect"]) > MAX_DISTORTION]

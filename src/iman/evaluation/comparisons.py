@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from iman.experiments import row_title
-from iman.names import per_case_key
+from iman.names import MODALITIES, per_case_key
 
 __all__ = ["STAT_METRICS", "concat_stats", "count_empty", "parse_seed_diffs",
            "seed_differences", "stats_table", "write_csv"]
@@ -98,7 +98,7 @@ def stats_table(comparisons: Sequence[tuple[str, str, str, Sequence[str], Sequen
     )
 
     def tested(table: str) -> Sequence[str]:
-        return modalities.get(table, ("us", "ceus")) if modalities is not None else (
+        return modalities.get(table, MODALITIES) if modalities is not None else (
             table_modalities(table))
 
     comparisons = [tuple(c) for c in comparisons]

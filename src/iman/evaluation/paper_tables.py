@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 from iman.models.registry import method_label
-from iman.names import per_case_key, summary_key
+from iman.names import MODALITIES, per_case_key, summary_key
 
-__all__ = ["REPORTED", "TABLE_MODALITIES", "add_significance", "build_table", "empty_penalties",
-           "init_files", "paper_values", "table_data", "table_modalities"]
+__all__ = ["PAPER_BESIDE", "REPORTED", "TABLE_MODALITIES", "add_significance", "build_table",
+           "empty_penalties", "init_files", "paper_values", "table_data", "table_modalities"]
 
 
 # reported columns: name in the table -> (metric column, higher is better)
@@ -31,6 +31,9 @@ REPORTED = {
     "dsc": ("std_dsc", True), "hd": ("std_hd_mm", False), "hd95": ("std_hd95_mm", False),
     "soft_dsc": ("paper_soft_dsc", True), "row_hd": ("paper_row_hd", False),
 }
+PAPER_BESIDE = {"soft_dsc": "dsc", "row_hd": "hd"}
+"""Reported paper-compatible column -> the printed paper value it is compared with (the CSV
+column ``paper_<mod>_<printed>``, docs/metrics.md): what tables and figures put beside it."""
 
 
 
@@ -42,7 +45,7 @@ count shares one US node, so its US comparisons would be a node against itself).
 
 def table_modalities(table: str) -> tuple[str, ...]:
     """The modalities of a table's columns and of its paired comparisons."""
-    return TABLE_MODALITIES.get(table, ("us", "ceus"))
+    return TABLE_MODALITIES.get(table, MODALITIES)
 
 
 
@@ -135,7 +138,7 @@ def _case_counts(df: pd.DataFrame, per_case: list[list[pd.DataFrame]]) -> None:
     among the row's test rows (cases × runs, :func:`iman.evaluation.comparisons.count_empty`)."""
     from iman.evaluation.comparisons import count_empty
 
-    for modality in ("us", "ceus"):
+    for modality in MODALITIES:
         if f"{modality}_loop" not in df:
             continue
         counts = []
@@ -188,7 +191,7 @@ def add_significance(df: pd.DataFrame, row_names: list[str],
         if len(reference) != len(primary[["row", "reference"]].drop_duplicates()):
             raise ValueError("a row of the table has two table reference rows in stats")
         df["reference"] = [reference.get(r, "") for r in row_names]
-        for modality in ("us", "ceus"):
+        for modality in MODALITIES:
             for short, metric in _STAT_OF.items():
                 sub = primary[(primary["modality"] == modality) & (primary["metric"] == metric)]
                 keys = list(zip(sub["row"], sub["reference"]))
@@ -200,7 +203,7 @@ def add_significance(df: pd.DataFrame, row_names: list[str],
                     df[f"{modality}_{short}_diff"] = [diff.get((r, reference.get(r)), np.nan)
                                                       for r in row_names]
     separation: dict[str, dict[str, Any]] = {}
-    for modality in ("us", "ceus"):
+    for modality in MODALITIES:
         for short, (metric, higher) in REPORTED.items():
             col = f"{modality}_{short}"
             if col not in df or df[col].notna().sum() < 2:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from iman.evaluation.stats import EXACT_MAX_N, N_FLIPS, sign_flip
+from iman.names import MODALITIES
 
 __all__ = ["family_sizes", "minimal_detectable", "power_at", "smallest_p"]
 
@@ -86,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Holm family: the table's comparisons of one modality and metric, as tested
     sizes = family_sizes(pd.read_csv(P.table_stats(args.table)), args.table, args.metric)
     rows = []
-    for modality in ("us", "ceus"):
+    for modality in MODALITIES:
         m = sizes.get(modality, 0)
         for row, ref, a, b in comps:
             frames = [pd.read_csv(P.per_case(e), dtype={"case_id": str}) for e in (*a, *b)]

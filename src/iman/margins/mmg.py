@@ -2,7 +2,8 @@
 
 One branch's prediction becomes the other branch's margin map (paper §III-B):
 
-1. binarise the probability map at ``prob >= threshold`` (default 0.5);
+1. binarise the probability map at ``prob >= threshold`` (no default here: the one default
+   is the config schema's ``mmg.threshold``, the authors' 0.1);
 2. erode and dilate it with an elliptical structuring element;
 3. XOR: the band is ``dilated AND NOT eroded`` (the eroded set lies inside the dilated one);
 4. filter the band with ``none | mean | gaussian``; the result is a map in [0, 1] at the
@@ -131,7 +132,7 @@ def margin_mask(
     kernel_px: float,
     filter: str,
     orig_size: tuple[int, int],
-    threshold: float = 0.5,
+    threshold: float,
 ) -> np.ndarray:
     """Soft margin (S×S float32 in [0, 1]) of one working-size probability map.
 
@@ -218,7 +219,7 @@ def margin_mask_torch(
     kernel_px: float,
     filter: str,
     orig_sizes: Sequence[tuple[int, int]],
-    threshold: float = 0.5,
+    threshold: float,
 ) -> torch.Tensor:
     """Batched :func:`margin_mask` on the tensor's device.
 
@@ -258,7 +259,7 @@ def make_margins(
     sizes: Mapping[str, tuple[int, int]],
     kernel_px: float,
     filter: str,
-    threshold: float = 0.5,
+    threshold: float,
     device: str = "cpu",
     batch_size: int = 64,
     backend: str = "auto",

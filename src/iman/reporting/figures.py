@@ -29,6 +29,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import ConnectionPatch, Patch, Rectangle
 
+from iman.evaluation.metrics import THRESHOLD
+from iman.evaluation.paper_tables import PAPER_BESIDE
 from iman.experiments import Node, node_for, parse_name
 from iman.names import FILTERS, MODALITIES, node_key, per_case_key, pred_key, summary_key
 from iman.paths import case_file
@@ -56,7 +58,6 @@ LEGEND_IN: Final = 0.4
 """Height in inches added below image grids for the legend."""
 GT_COLOUR: Final = "#00ff00"
 PRED_COLOUR: Final = "#ff00ff"
-THRESHOLD: Final = 0.5
 _MOD_LABEL: Final = {"us": "US", "ceus": "CEUS"}
 _MISSING: Final = "—"
 _STYLE: Final = {"font.size": 7, "axes.titlesize": 7, "axes.labelsize": 7,
@@ -401,16 +402,15 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
 
 #: reproduced metric -> the printed paper column measured the same way (docs/metrics.md);
 #: the standard family (thresholded DSC, HD in mm) has no printed counterpart
-PAPER_PAIR: Final = {"soft_dsc": "dsc", "row_hd": "hd"}
 _METRIC_LABEL: Final = {"dsc": "DSC", "hd": "HD (mm)", "hd95": "HD95 (mm)",
                         "soft_dsc": "soft DSC", "row_hd": "row-HD"}
 
 
 def paper_column(df: pd.DataFrame, modality: str, metric: str) -> pd.Series:
     """Printed paper values comparable with ``metric`` (all NaN for the standard family)."""
-    if metric not in PAPER_PAIR:
+    if metric not in PAPER_BESIDE:
         return pd.Series(np.nan, index=df.index, dtype=float)
-    return _col(df, f"paper_{modality}_{PAPER_PAIR[metric]}")
+    return _col(df, f"paper_{modality}_{PAPER_BESIDE[metric]}")
 
 
 def _kernel_key(value: str) -> tuple[int, float, str]:

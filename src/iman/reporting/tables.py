@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iman.evaluation.paper_tables import REPORTED
+from iman.evaluation.paper_tables import PAPER_BESIDE, REPORTED
+from iman.names import MODALITIES
 
 __all__ = ["ALPHA", "BETTER", "CAPTIONS", "TITLES", "WORSE", "controls_note", "direction_mark",
            "init_note", "legend", "render_table", "write_table"]
@@ -45,7 +46,6 @@ def _best(df: pd.DataFrame, col: str, higher: bool) -> float | None:
 # paper-compatible family (CSV column paper_<mod>_<printed>, see docs/metrics.md)
 STANDARD = ("dsc", "hd", "hd95")
 COMPATIBLE = ("soft_dsc", "row_hd")
-PAPER_BESIDE = {"soft_dsc": "dsc", "row_hd": "hd"}
 _HEAD = {"dsc": "DSC", "hd": "HD (mm)", "hd95": "HD95 (mm)", "soft_dsc": "soft DSC",
          "row_hd": "row-HD"}
 _LABELS = ("backbone", "method", "mmg", "itp", "modal_fusion", "frames", "kernel", "filter")
@@ -86,7 +86,7 @@ def _display(df: pd.DataFrame, family: tuple[str, ...],
     label_cols = [c for c in _LABELS if c in df]
     text = df[label_cols].astype(str).reset_index(drop=True)
     bold = pd.DataFrame(False, index=text.index, columns=label_cols)
-    for modality in ("us", "ceus"):
+    for modality in MODALITIES:
         if f"{modality}_dsc" not in df:
             continue
         for short in family:
