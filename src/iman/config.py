@@ -121,7 +121,17 @@ def _semantic_problems(cfg: dict[str, Any]) -> list[str]:
     wanted += [("tables.table5.backbones", m) for m in cfg["tables"]["table5"]["backbones"]]
     wanted += [("model.variants", m) for m in cfg["model"]["variants"] if m != "default"]
     wanted += [("train.methods", m) for m in cfg["train"]["methods"]]
-    return problems + _method_problems(wanted)
+    return problems + _method_problems(wanted) + _loss_problems(cfg["train"])
+
+
+def _loss_problems(train: dict[str, Any]) -> list[str]:
+    """Loss names (``train.loss`` and each recipe's) missing from the loss registry."""
+    from iman.training.settings import LOSSES
+
+    named = [("train.loss", train["loss"])] + [
+        (f"train.methods.{m}.loss", r["loss"]) for m, r in train["methods"].items() if "loss" in r]
+    return [f"config key '{key}': unknown loss {name!r}; known losses: {sorted(LOSSES)}"
+            for key, name in named if name not in LOSSES]
 
 
 def _method_problems(wanted: list[tuple[str, str]]) -> list[str]:

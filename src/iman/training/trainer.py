@@ -26,7 +26,7 @@ import random
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,8 @@ from iman.training.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from iman.training.losses import SegLoss, dice_loss
+from iman.training.losses import build_loss, dice_loss
+from iman.training.settings import TrainConfig
 
 __all__ = ["RESUME_EVERY_S", "CheckpointFiles", "DivergenceError", "Preempted", "TrainConfig",
            "Trainer", "build_from_checkpoint", "predict_probs", "seed_everything"]
@@ -68,34 +69,6 @@ class Preempted(SystemExit):
 class DivergenceError(UserError, FloatingPointError):
     """Training produced a non-finite loss: the recipe's learning rate is too high (or the
     data feed NaNs); the message names the node, the epoch, the lr and the key to change."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines one training run of one branch and loop."""
-
-    model: str
-    variant: str
-    in_channels: dict[str, int]
-    img_size: int
-    injection: str = "gate_skips"
-    weights: str | None = None
-    norm: str = "grey"
-    max_epochs: int = 300
-    min_epochs: int = 1
-    batch_size: int = 16
-    lr: float = 1e-4
-    min_lr: float = 5e-5
-    weight_decay: float = 5e-4
-    patience: int = 50
-    converge_eps: float = 1e-5
-    converge_window: int = 3
-    bce_weight: float = 0.0
-    augment: dict[str, float] = field(default_factory=dict)
-    seed: int = 0
-    amp: bool = True
-    threads: int = 1
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -166,7 +139,8 @@ class Trainer:
         if self.device == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
         # a warm start (loop >= 1) overwrites every tensor: the pretrained file is read once,
-        # at loop 0 (it stays in the protocol and the inputs, so a new file still retrains)
+        # at loop 0. It is no rule input: the protocol (a param) holds its name and content
+        # digest, checked at DAG time, so a new file still retrains every loop
         pretrained = cfg.weights if init_weights is None else None
         self.model = build_model(cfg.model, cfg.in_channels, cfg.img_size, cfg.variant,
                                  cfg.injection, pretrained).to(self.device)
@@ -180,7 +154,7 @@ class Trainer:
         self.adv_opt = (torch.optim.AdamW(adversary.parameters(), lr=cfg.lr,
                                           weight_decay=cfg.weight_decay)
                         if adversary is not None else None)
-        self.base_loss = SegLoss(cfg.bce_weight)
+        self.base_loss = build_loss(cfg)
         self.aug = Augment(**cfg.augment)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.history: list[dict[str, float]] = []
