@@ -1,0 +1,214 @@
+"""What a weight file holds, read cheaply: its format, its tensors' names and shapes, and
+whether the bytes it promises are there; compared with a catalogue entry's layout signature.
+
+Nothing here reads tensor data, except for the legacy (pre-zip) ``torch.save`` format, which
+has no index and is loaded once with ``weights_only=True``:
+
+- safetensors: the JSON header, and every tensor's ``data_offsets`` against the file size
+  and its dtype × shape;
+- torch zip: the zip central directory, then a memory-mapped ``weights_only`` load (the
+  pickle and the tensor records, no data read), the records' sizes against the tensors';
+- npz: the zip central directory, then each array's ``.npy`` header against its record size.
+
+A :class:`Signature` (catalogue ``expect:``) tells one network from another without building
+it: a range of tensor counts and a few sentinel keys with their shapes (ResNet-50 and
+ResNeXt-50 share every name; ``layer1.0.conv2.weight`` is (64, 64, 3, 3) in one and
+(128, 4, 3, 3) in the other).
+
+Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FORMATS", "ContentError", "Shapes", "Signature", "read_shapes", "sniff"]
+
+Shapes = dict[str, tuple[int, ...]]
+
+FORMATS = {"npz": ("npz",), "torch": ("torch zip", "torch legacy"),
+           "timm": ("torch zip", "torch legacy"), "safetensors": ("safetensors",)}
+"""The file formats each catalogue layout may come in."""
+
+_HTML = (b"<!doctype", b"<html", b"<?xml", b"<head", b"{\"error", b"<!--")
+_ST_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+             "U8": 1, "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+class ContentError(Exception):
+    """A file whose content is not what it claims; the message completes "<path> ..."."""
+
+
+def sniff(path: Path) -> str:
+    """The format the first bytes and the zip directory show: ``safetensors``, ``torch
+    zip``, ``torch legacy``, ``npz``, ``zip``, ``html``, ``empty`` or ``unknown``."""
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    if not head:
+        return "empty"
+    if head.lstrip().lower().startswith(_HTML):
+        return "html"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError) as err:
+            raise ContentError(f"is a damaged or truncated zip archive ({err})") from None
+        if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+            return "torch zip"
+        return "npz" if any(n.endswith(".npy") for n in names) else "zip"
+    if head[:1] == b"\x80":  # legacy torch.save: pickle protocol 2
+        return "torch legacy"
+    if len(head) >= 9 and head[8:9] == b"{":  # 8-byte header size, then the JSON header
+        return "safetensors"
+    return "unknown"
+
+
+def read_shapes(path: Path, fmt: str) -> Shapes:
+    """Every tensor's name and shape, after checking the file holds the bytes it promises;
+    :class:`ContentError` otherwise."""
+    readers = {"safetensors": _safetensors_shapes, "npz": _npz_shapes,
+               "torch zip": _torch_shapes, "torch legacy": _torch_shapes}
+    return readers[fmt](path)
+
+
+def _safetensors_shapes(path: Path) -> Shapes:
+    """The header's tensors, each one's byte range checked against the file."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        if n > size - 8:
+            raise ContentError(f"is truncated: its safetensors header alone is {n} bytes, "
+                                 f"the file {size}")
+        try:
+            header = json.loads(fh.read(n))
+        except ValueError as err:
+            raise ContentError(f"has an unreadable safetensors header ({err})") from None
+    data, shapes, bad, need = size - 8 - n, {}, [], 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            start, end = (int(v) for v in info["data_offsets"])
+            shape = tuple(int(d) for d in info["shape"])
+            width = _ST_BYTES[info["dtype"]]
+        except (KeyError, TypeError, ValueError):
+            raise ContentError(f"has a malformed safetensors entry {name!r}") from None
+        need = max(need, end)
+        if end - start != width * math.prod(shape):
+            bad.append(name)
+        shapes[name] = shape
+    if need > data:
+        raise ContentError(
+            f"is truncated: its header describes {need / 1e6:.1f} MB of tensor data, the file "
+            f"holds {data / 1e6:.1f} MB ({100 * data / need:.0f} %)")
+    if bad:
+        raise ContentError(f"has {len(bad)} tensors whose byte range does not fit their "
+                             f"dtype and shape (e.g. {bad[0]})")
+    return shapes
+
+
+def _npz_shapes(path: Path) -> Shapes:
+    """Each ``.npy`` member's shape, its record size checked against dtype × shape."""
+    import numpy as np
+
+    shapes, bad = {}, []
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with z.open(info) as fh:
+                major, _ = np.lib.format.read_magic(fh)
+                read = (np.lib.format.read_array_header_1_0 if major == 1
+                        else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read(fh)
+                body = info.file_size - fh.tell()
+            if dtype.hasobject or body != dtype.itemsize * math.prod(shape):
+                bad.append(info.filename)
+            shapes[info.filename.removesuffix(".npy")] = tuple(shape)
+    if bad:
+        raise ContentError(f"has {len(bad)} arrays whose record does not match their dtype "
+                             f"and shape, or that hold Python objects (e.g. {bad[0]})")
+    return shapes
+
+
+def _torch_shapes(path: Path) -> Shapes:
+    """A ``weights_only`` load (memory-mapped for the zip format: no data read)."""
+    import pickle
+
+    import torch
+
+    zipped = zipfile.is_zipfile(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError,
+            zipfile.BadZipFile) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ContentError(f"cannot be read as a torch file ({first})") from None
+    state = _unwrap(obj)
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if zipped:
+        _check_records(path, tensors)
+    return {k: tuple(v.shape) for k, v in tensors.items()}
+
+
+def _unwrap(obj: Any) -> Mapping[str, Any]:
+    """The state dict, under ``model``/``state_dict`` where a release wraps it."""
+    if not isinstance(obj, Mapping):
+        raise ContentError(f"holds a {type(obj).__name__}, not a state dict")
+    for key in ("model", "state_dict"):
+        if isinstance(obj.get(key), Mapping):
+            return obj[key]
+    return obj
+
+
+def _check_records(path: Path, tensors: Mapping[str, Any]) -> None:
+    """The zip's tensor records hold at least the bytes the tensors' storages need."""
+    with zipfile.ZipFile(path) as z:
+        held = sum(i.file_size for i in z.infolist() if "/data/" in i.filename)
+    storages = {v.untyped_storage().data_ptr(): v.untyped_storage().nbytes()
+                for v in tensors.values()}
+    need = sum(storages.values())
+    if need > held:
+        raise ContentError(f"is truncated: its tensors need {need / 1e6:.1f} MB, its "
+                             f"records hold {held / 1e6:.1f} MB")
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a file of one network holds: a tensor-count range and sentinel key shapes."""
+
+    tensors: tuple[int, int]
+    keys: tuple[tuple[str, tuple[int, ...]], ...]
+
+    @classmethod
+    def parse(cls, raw: Any) -> Signature:
+        """From a catalogue ``expect:`` mapping; a ``ValueError`` says what is wrong."""
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("keys"), Mapping):
+            raise ValueError("'expect' needs 'tensors: [MIN, MAX]' and 'keys: {NAME: SHAPE}'")
+        lo, hi = (int(v) for v in raw.get("tensors", (1, 10**6)))
+        keys = tuple((str(k), tuple(int(d) for d in s)) for k, s in raw["keys"].items())
+        return cls((lo, hi), keys)
+
+    def problems(self, shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
+        """Every way ``shapes`` differs from this signature (empty: it matches)."""
+        out = []
+        lo, hi = self.tensors
+        if not lo <= len(shapes) <= hi:
+            out.append(f"holds {len(shapes)} tensors, this file has {lo}–{hi}")
+        lacking = [k for k, _ in self.keys if k not in shapes]
+        if lacking:
+            out.append(f"lacks {', '.join(lacking)}")
+        out += [f"{k} is {_fmt(shapes[k])}, not {_fmt(s)}" for k, s in self.keys
+                if k in shapes and shapes[k] != s]
+        return out
+
+
+def _fmt(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, shape)) + ")"
