@@ -201,7 +201,7 @@ class Signature:
         out = []
         lo, hi = self.tensors
         if not lo <= len(shapes) <= hi:
-            out.append(f"holds {len(shapes)} tensors, this file has {lo}–{hi}")
+            out.append(f"holds {len(shapes)} tensors, not {lo}–{hi}")
         lacking = [k for k, _ in self.keys if k not in shapes]
         if lacking:
             out.append(f"lacks {', '.join(lacking)}")

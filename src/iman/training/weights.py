@@ -405,8 +405,8 @@ def _content_problem(path: str, size: int, mtime_ns: int, layout: str | None,
         if fmt in _NOT_WEIGHTS:
             return _NOT_WEIGHTS[fmt]
         if layout and fmt not in FORMATS[layout]:
-            return (f"is a {fmt} file, not the {' or '.join(FORMATS[layout])} format of the "
-                    f"catalogue's {layout} layout: another file under this name")
+            return (f"is in {fmt} format, not {' or '.join(FORMATS[layout])} (the catalogue's "
+                    f"{layout} layout): another file under this name")
         shapes = read_shapes(Path(path), fmt)
     except ContentError as err:
         return str(err)
