@@ -498,9 +498,14 @@ def check_available(model_cfg: Mapping[str, Any], pairs: Iterable[tuple[str, str
                   f"{' '.join(methods)}",
                   f"(cache: {cache_dir()}; set IMAN_WEIGHTS_DIR to use another), or put the "
                   "files there by hand (`iman weights list` gives each file's sources);"]
-    if broken or named:
-        lines.append("A broken file is left where it is: replace it (iman weights fetch, after "
-                     "moving it away), then check it: iman weights verify FILE --method METHOD;")
+    if broken:
+        methods = sorted({u.removesuffix("/paper") for _, us in broken.values() for u in us})
+        lines.append("A broken file is left where it is: move it away and fetch it again "
+                     f"(iman weights fetch {' '.join(methods)}) or replace it by hand, then "
+                     "check it: iman weights verify FILE --method METHOD;")
+    elif named:
+        lines.append("Replace the file model.weights names, then check it: iman weights verify "
+                     "FILE --method METHOD;")
     lines.append("or train from random initialisation on purpose: --config "
                  "'model={\"pretrained\": false}' (the tables then say so).")
     raise WeightsError("\n".join(lines))
