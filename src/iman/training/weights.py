@@ -632,8 +632,8 @@ def _download(url: str, dest: Path, sha256: str | None, progress: bool) -> tuple
                     bar.update(len(block))
     except HTTPException as err:  # IncompleteRead: the server closed the connection early
         part.unlink(missing_ok=True)
-        raise _BadDownloadError(f"short download: the connection closed after {got} of "
-                           f"{expected or '?'} bytes ({type(err).__name__})") from None
+        raise _BadDownloadError(f"short download: received {got} of {expected or '?'} bytes "
+                                f"(the connection closed early: {type(err).__name__})") from None
     except BaseException:
         part.unlink(missing_ok=True)
         raise
@@ -674,11 +674,11 @@ def fetch(files: Sequence[WeightFile], directory: Path | None = None,
             source, path = present[0]
             problem = file_problem(path, source, manifest)
             if problem is None:
-                how = "cached"
-                if path.name not in manifest or "mtime_ns" not in manifest[path.name]:
-                    _record(directory, f, source, path, sha256sum(path), None)
-                    how = "placed by hand (recorded)"
-                done.append((f, path, how))
+                prior = manifest.get(path.name, {})
+                if "mtime_ns" not in prior:  # unrecorded (or an old record): record it now
+                    _record(directory, f, source, path, sha256sum(path), prior.get("url"))
+                done.append((f, path, "cached" if prior.get("url") or "mtime_ns" in prior
+                             else "placed by hand (recorded)"))
             else:
                 offline = False
                 problems.append(f"{f.id}: {path} {problem}. It was left where it is: move it "
