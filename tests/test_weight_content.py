@@ -80,7 +80,7 @@ FAULTS = {  # fault: (method, catalogue file name, how the file is made, what th
     "truncated_safetensors": (
         "transunet", VIT_ST, lambda p, path: _place(path, p["r50vit_st"], 0.9),
         "is truncated: its header describes 391.6 MB of tensor data, the file holds 352.4 MB "
-        "(90 %)"),
+        "(89.9 %)"),
     "resnet50_as_swin": (
         "swinunet", SWIN, lambda p, path: _place(path, p["resnet50"]),
         "holds another network's tensors: holds 267 tensors, not 169–192; lacks "
@@ -94,6 +94,9 @@ FAULTS = {  # fault: (method, catalogue file name, how the file is made, what th
         lambda p, path: path.write_bytes(b"<!DOCTYPE html><html>Google Drive - Virus scan "
                                          b"warning</html>"),
         "is a web page"),
+    "truncated_legacy": (
+        "unet", "resnet50-19c8e357.pth", lambda p, path: _place(path, p["resnet50"], 0.9),
+        "is truncated: its index describes 102.5 MB, the file holds 92.2 MB (89.9 %)"),
     "truncated_zip": (
         "ggnet", GLUON, lambda p, path: _place(path, p["resnext101"], 0.9),
         "is a damaged or truncated zip archive"),
@@ -102,7 +105,8 @@ FAULTS = {  # fault: (method, catalogue file name, how the file is made, what th
         "is in npz format, not safetensors (the catalogue's safetensors layout): another file "
         "under this name"),
 }
-"""The six file faults of issue 26 (the seventh, a short download, is fetch's)."""
+"""The six file faults of issue 26 (the seventh, a short download, is fetch's), and a
+cut-off legacy torch file (the 2017 ResNet-50's format)."""
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
@@ -137,6 +141,38 @@ def test_paper_files_in_their_layouts_pass_the_content_check(
     for entry, name, key in cases:
         placed = _place(tmp_path / name, paper[key])
         assert w.content_problem(placed, _named(cat[entry])[name]) is None, name
+
+
+def test_the_torch_index_reads_what_torch_load_reads(paper: dict[str, Path]) -> None:
+    """The torch-free pickle index against the original: the same names and shapes as
+    ``torch.load(weights_only=True)``, for the legacy and the zip format."""
+    import torch
+
+    for key in ("resnet50", "swin", "resnext101"):
+        loaded = torch.load(paper[key], map_location="cpu", weights_only=True)
+        loaded = loaded.get("model", loaded)
+        want = {k: tuple(v.shape) for k, v in loaded.items() if isinstance(v, torch.Tensor)}
+        assert read_shapes(paper[key], sniff(paper[key])) == want, key
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_a_pickle_that_would_run_code_is_refused_without_running_it(
+        tmp_path: Path, legacy: bool) -> None:
+    import torch
+
+    flag = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple:
+            return (flag.touch, ())
+
+    path = tmp_path / "resnet50-19c8e357.pth"
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "x": Payload()}, path,
+               _use_new_zipfile_serialization=not legacy)
+    source = _named(w.catalog()["resnet50_imagenet"])[path.name]
+    problem = w.content_problem(path, source)
+    assert problem and problem.startswith("holds objects other than tensors and plain types")
+    assert not flag.exists()
 
 
 class _Origin(http.server.BaseHTTPRequestHandler):

@@ -1,13 +1,15 @@
 """What a weight file holds, read cheaply: its format, its tensors' names and shapes, and
 whether the bytes it promises are there; compared with a catalogue entry's layout signature.
 
-Nothing here reads tensor data, except for the legacy (pre-zip) ``torch.save`` format, which
-has no index and is loaded once with ``weights_only=True``:
+Nothing here reads tensor data or imports torch:
 
 - safetensors: the JSON header, and every tensor's ``data_offsets`` against the file size
   and its dtype × shape;
-- torch zip: the zip central directory, then a memory-mapped ``weights_only`` load (the
-  pickle and the tensor records, no data read), the records' sizes against the tensors';
+- torch (zip and legacy ``torch.save``): the pickle, read by :class:`_Index`, which knows
+  only tensors, typed storages and ordered dicts and calls nothing else; every view against
+  its storage, and every storage against its zip record (zip) or the bytes left in the file
+  (legacy). A pickle with anything else is left to ``torch.load(weights_only=True,
+  mmap=True)``, which refuses what is not tensors and plain types;
 - npz: the zip central directory, then each array's ``.npy`` header against its record size.
 
 A :class:`Signature` (catalogue ``expect:``) tells one network from another without building
@@ -20,13 +22,17 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
+import collections
+import io
 import json
 import math
+import os
+import pickle
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 __all__ = ["FORMATS", "ContentError", "Shapes", "Signature", "read_shapes", "sniff"]
 
@@ -107,7 +113,7 @@ def _safetensors_shapes(path: Path) -> Shapes:
     if need > data:
         raise ContentError(
             f"is truncated: its header describes {need / 1e6:.1f} MB of tensor data, the file "
-            f"holds {data / 1e6:.1f} MB ({100 * data / need:.0f} %)")
+            f"holds {data / 1e6:.1f} MB ({_percent(data, need)})")
     if bad:
         raise ContentError(f"has {len(bad)} tensors whose byte range does not fit their "
                              f"dtype and shape (e.g. {bad[0]})")
@@ -139,9 +145,24 @@ def _npz_shapes(path: Path) -> Shapes:
 
 
 def _torch_shapes(path: Path) -> Shapes:
-    """A ``weights_only`` load (memory-mapped for the zip format: no data read)."""
-    import pickle
+    """Tensor shapes of a ``torch.save`` file, from its pickle and storage index alone
+    (:class:`_Index`, no torch import); a pickle it does not know is left to a
+    memory-mapped ``torch.load(weights_only=True)``."""
+    try:
+        with open(path, "rb") as fh:
+            zipped = zipfile.is_zipfile(fh)
+            fh.seek(0)
+            state = _index_zip(path) if zipped else _index_legacy(fh)
+        return {k: v.shape for k, v in state.items() if isinstance(v, _Tensor)}
+    except _UnknownError:
+        return _torch_load_shapes(path)
+    except (pickle.UnpicklingError, EOFError, ValueError, KeyError) as err:
+        raise ContentError(f"cannot be read as a torch file ({type(err).__name__}: "
+                           f"{err})") from None
 
+
+def _torch_load_shapes(path: Path) -> Shapes:
+    """A ``weights_only`` torch load (memory-mapped for the zip format: no data read)."""
     import torch
 
     zipped = zipfile.is_zipfile(path)
@@ -149,13 +170,117 @@ def _torch_shapes(path: Path) -> Shapes:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError,
             zipfile.BadZipFile) as err:
+        if "Weights only load failed" in str(err):
+            raise ContentError("holds objects other than tensors and plain types (refused by "
+                               "torch.load(weights_only=True)): not a weight file") from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ContentError(f"cannot be read as a torch file ({first})") from None
     state = _unwrap(obj)
-    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    if zipped:
-        _check_records(path, tensors)
-    return {k: tuple(v.shape) for k, v in tensors.items()}
+    return {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+_ELEMENT = {"DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2,
+            "LongStorage": 8, "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1,
+            "ByteStorage": 1, "BoolStorage": 1}
+"""Bytes per element of the typed storages a state dict's pickle names."""
+
+
+class _UnknownError(Exception):
+    """A pickle :class:`_Index` does not read (left to torch's own loader)."""
+
+
+@dataclass(frozen=True)
+class _Storage:
+    kind: str
+    key: str
+    numel: int
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    storage: _Storage
+    shape: tuple[int, ...]
+    extent: int  # elements of the storage the view reaches
+
+
+def _rebuild(storage: _Storage, offset: int, size: Any, stride: Any, *_: Any) -> _Tensor:
+    """Stands in for ``torch._utils._rebuild_tensor_v2``: the view's shape and extent."""
+    shape = tuple(int(d) for d in size)
+    reach = 0 if 0 in shape else 1 + sum((d - 1) * int(s) for d, s in zip(shape, stride))
+    return _Tensor(storage, shape, int(offset) + reach)
+
+
+class _Index(pickle.Unpickler):
+    """Reads a ``torch.save`` pickle without torch: a tensor becomes its storage key and
+    shape. Only an ordered dict, typed storages and tensor rebuilds are known; any other
+    global is an :class:`_UnknownError` (nothing outside this list is ever called)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _rebuild
+        if module == "torch" and name in _ELEMENT:
+            return name
+        raise _UnknownError(f"{module}.{name}")
+
+    def persistent_load(self, pid: Any) -> _Storage:
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"
+                and pid[1] in _ELEMENT):
+            raise _UnknownError(repr(pid)[:80])
+        return _Storage(pid[1], str(pid[2]), int(pid[4]))
+
+
+def _tensors(obj: Any) -> dict[str, Any]:
+    """The state dict of an indexed pickle, each view within its storage."""
+    state = dict(_unwrap(obj))
+    for key, t in state.items():
+        if isinstance(t, _Tensor) and t.extent > t.storage.numel:
+            raise ContentError(f"has a tensor {key} that reaches beyond its storage")
+    return state
+
+
+def _index_zip(path: Path) -> dict[str, Any]:
+    """The zip format: ``data.pkl``, and each storage's record against its size."""
+    with zipfile.ZipFile(path) as z:
+        pkl = next(n for n in z.namelist() if n.endswith("data.pkl"))
+        state = _tensors(_Index(io.BytesIO(z.read(pkl))).load())
+        prefix = pkl.removesuffix("data.pkl")
+        sizes = {i.filename: i.file_size for i in z.infolist()}
+    storages = {t.storage for t in state.values() if isinstance(t, _Tensor)}
+    short = [s.key for s in storages
+             if sizes.get(f"{prefix}data/{s.key}", -1) < s.numel * _ELEMENT[s.kind]]
+    if short:
+        raise ContentError(f"is truncated: {len(short)} of its {len(storages)} tensor records "
+                           "are missing or short")
+    return state
+
+
+def _index_legacy(fh: BinaryIO) -> dict[str, Any]:
+    """The legacy format: magic, protocol, system info, the state's pickle, the storage
+    keys, then each storage as an 8-byte element count and its bytes (seeked over)."""
+    if _Index(fh).load() != _LEGACY_MAGIC:
+        raise _UnknownError("not the legacy torch format")
+    _Index(fh).load(), _Index(fh).load()  # protocol version, system info
+    state = _tensors(_Index(fh).load())
+    keys = _Index(fh).load()
+    kinds = {t.storage.key: t.storage for t in state.values() if isinstance(t, _Tensor)}
+    if set(keys) - set(kinds):
+        raise _UnknownError("storages no tensor uses")
+    size, need = os.fstat(fh.fileno()).st_size, fh.tell()
+    need += sum(8 + kinds[k].numel * _ELEMENT[kinds[k].kind] for k in keys)
+    if need > size:
+        raise ContentError(f"is truncated: its index describes {need / 1e6:.1f} MB, the file "
+                           f"holds {size / 1e6:.1f} MB ({_percent(size, need)})")
+    for key in keys:
+        if int.from_bytes(fh.read(8), "little") != kinds[key].numel:
+            raise ContentError(f"has a storage {key} whose size differs from its index")
+        fh.seek(kinds[key].numel * _ELEMENT[kinds[key].kind], os.SEEK_CUR)
+    return state
+
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+"""The first pickle of a legacy (pre-1.6) ``torch.save`` file."""
 
 
 def _unwrap(obj: Any) -> Mapping[str, Any]:
@@ -166,18 +291,6 @@ def _unwrap(obj: Any) -> Mapping[str, Any]:
         if isinstance(obj.get(key), Mapping):
             return obj[key]
     return obj
-
-
-def _check_records(path: Path, tensors: Mapping[str, Any]) -> None:
-    """The zip's tensor records hold at least the bytes the tensors' storages need."""
-    with zipfile.ZipFile(path) as z:
-        held = sum(i.file_size for i in z.infolist() if "/data/" in i.filename)
-    storages = {v.untyped_storage().data_ptr(): v.untyped_storage().nbytes()
-                for v in tensors.values()}
-    need = sum(storages.values())
-    if need > held:
-        raise ContentError(f"is truncated: its tensors need {need / 1e6:.1f} MB, its "
-                             f"records hold {held / 1e6:.1f} MB")
 
 
 @dataclass(frozen=True)
@@ -208,6 +321,11 @@ class Signature:
         out += [f"{k} is {_fmt(shapes[k])}, not {_fmt(s)}" for k, s in self.keys
                 if k in shapes and shapes[k] != s]
         return out
+
+
+def _percent(part: int, whole: int) -> str:
+    """``part`` of ``whole``, rounded down (a file 99.9 % there is not "100 %")."""
+    return f"{1000 * part // whole / 10:.1f} %"
 
 
 def _fmt(shape: tuple[int, ...]) -> str:
