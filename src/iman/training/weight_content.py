@@ -154,7 +154,7 @@ def _torch_shapes(path: Path) -> Shapes:
             fh.seek(0)
             state = _index_zip(path) if zipped else _index_legacy(fh)
         return {k: v.shape for k, v in state.items() if isinstance(v, _Tensor)}
-    except _UnknownError:
+    except (_UnknownError, TypeError, AttributeError, IndexError):  # an unusual pickle
         return _torch_load_shapes(path)
     except (pickle.UnpicklingError, EOFError, ValueError, KeyError) as err:
         raise ContentError(f"cannot be read as a torch file ({type(err).__name__}: "
@@ -226,8 +226,8 @@ class _Index(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> _Storage:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"
-                and pid[1] in _ELEMENT):
-            raise _UnknownError(repr(pid)[:80])
+                and pid[1] in _ELEMENT) or (len(pid) > 5 and pid[5] is not None):
+            raise _UnknownError(repr(pid)[:80])  # not a storage, or a view of one
         return _Storage(pid[1], str(pid[2]), int(pid[4]))
 
 
