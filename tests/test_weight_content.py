@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,8 +39,11 @@ def paper(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _place(dest: Path, src: Path, fraction: float = 1.0) -> Path:
-    """``src`` (its first ``fraction`` of bytes) at ``dest``."""
+    """``src`` (its first ``fraction`` of bytes) at ``dest``; whole: a hard link."""
     dest.parent.mkdir(exist_ok=True)
+    if fraction == 1.0:
+        os.link(src, dest)
+        return dest
     with open(src, "rb") as fh:
         dest.write_bytes(fh.read(int(fraction * src.stat().st_size)))
     return dest
