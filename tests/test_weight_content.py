@@ -129,7 +129,7 @@ def test_start_up_check_names_each_faulty_file(
     assert "no job was started" in text and "iman weights verify" in text
     assert (tmp_path / name).exists()
     if fault == "resnet50_as_swin":
-        assert "it looks like resnet50_imagenet (torch layout)" in text
+        assert "(it looks like the resnet50_imagenet file)" in text
 
 
 def test_paper_files_in_their_layouts_pass_the_content_check(

@@ -415,10 +415,10 @@ def _content_problem(path: str, size: int, mtime_ns: int, layout: str | None,
     problems = expect.problems(shapes) if expect else []
     if not problems:
         return None
-    like = [f"{f.id} ({s.layout} layout)" for f in catalog().values() for s in f.sources
-            if s.expect and s.expect != expect and not s.expect.problems(shapes)]
+    like = [f.id for f in catalog().values() if any(
+        s.expect and s.expect != expect and not s.expect.problems(shapes) for s in f.sources)]
     return ("holds another network's tensors: " + "; ".join(problems)
-            + (f" (it looks like {', '.join(dict.fromkeys(like))})" if like else ""))
+            + (f" (it looks like the {' or '.join(like)} file)" if like else ""))
 
 
 def file_problem(path: Path, source: Source | None = None,
