@@ -91,11 +91,13 @@ def _safetensors_shapes(path: Path) -> Shapes:
         n = int.from_bytes(fh.read(8), "little")
         if n > size - 8:
             raise ContentError(f"is truncated: its safetensors header alone is {n} bytes, "
-                                 f"the file {size}")
+                               f"the file {size}")
         try:
             header = json.loads(fh.read(n))
         except ValueError as err:
             raise ContentError(f"has an unreadable safetensors header ({err})") from None
+    if not isinstance(header, dict):
+        raise ContentError("has a safetensors header that is not a JSON object")
     data, shapes, bad, need = size - 8 - n, {}, [], 0
     for name, info in header.items():
         if name == "__metadata__":
@@ -116,7 +118,7 @@ def _safetensors_shapes(path: Path) -> Shapes:
             f"holds {data / 1e6:.1f} MB ({_percent(data, need)})")
     if bad:
         raise ContentError(f"has {len(bad)} tensors whose byte range does not fit their "
-                             f"dtype and shape (e.g. {bad[0]})")
+                           f"dtype and shape (e.g. {bad[0]})")
     return shapes
 
 
@@ -129,18 +131,21 @@ def _npz_shapes(path: Path) -> Shapes:
         for info in z.infolist():
             if not info.filename.endswith(".npy"):
                 continue
-            with z.open(info) as fh:
-                major, _ = np.lib.format.read_magic(fh)
-                read = (np.lib.format.read_array_header_1_0 if major == 1
-                        else np.lib.format.read_array_header_2_0)
-                shape, _, dtype = read(fh)
-                body = info.file_size - fh.tell()
+            try:
+                with z.open(info) as fh:
+                    major, _ = np.lib.format.read_magic(fh)
+                    read = (np.lib.format.read_array_header_1_0 if major == 1
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read(fh)
+                    body = info.file_size - fh.tell()
+            except (ValueError, EOFError, OSError, zipfile.BadZipFile) as err:
+                raise ContentError(f"has an unreadable array {info.filename} ({err})") from None
             if dtype.hasobject or body != dtype.itemsize * math.prod(shape):
                 bad.append(info.filename)
             shapes[info.filename.removesuffix(".npy")] = tuple(shape)
     if bad:
         raise ContentError(f"has {len(bad)} arrays whose record does not match their dtype "
-                             f"and shape, or that hold Python objects (e.g. {bad[0]})")
+                           f"and shape, or that hold Python objects (e.g. {bad[0]})")
     return shapes
 
 
