@@ -321,7 +321,7 @@ def test_a_pretrained_node_trains_on_imagenet_input(site: tuple[Path, dict[str, 
     assert record["protocol"]["weights"] == files["resnet18"].name
     assert record["protocol"]["norm"] == "imagenet"
     assert record["protocol"]["in_channels"] == {"us": 3}
-    best = torch.load(tmp_path / Paths("results").node(node).best, weights_only=False)
+    best = torch.load(tmp_path / Paths("results").node(node).best, weights_only=True)
     assert best["config"]["norm"] == "imagenet"
     assert best["model"]["net.encoder.conv1.weight"].shape[1] == 3
     # touching the file retrains nothing (keyed on its content); new content retrains

@@ -61,18 +61,14 @@ def _paper_params_m(entry: MethodCard) -> float:
 def _config(args: argparse.Namespace) -> int:
     from snakemake.cli import parse_config
 
-    from iman.config import DEMO_CONFIG, ConfigError, dump_config, resolve_config
+    from iman.config import DEMO_CONFIG, dump_config, resolve_config
 
     try:
         overrides = parse_config(args.config or [])
     except ValueError as err:
         print(f"iman config: {err}", file=sys.stderr)
         return 2
-    try:
-        cfg = resolve_config(args.configfile or [DEMO_CONFIG], overrides)
-    except ConfigError as err:
-        print(f"iman config: {err}", file=sys.stderr)
-        return 2
+    cfg = resolve_config(args.configfile or [DEMO_CONFIG], overrides)
     print(dump_config(cfg), end="")
     return 0
 
@@ -93,14 +89,10 @@ def _ingest(argv: list[str]) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from iman.predict import PredictError, predict_cases
+    from iman.predict import predict_cases
 
-    try:
-        out = predict_cases(Path(args.results), args.experiment, Path(args.sheet),
-                            Path(args.out), layout=args.layout)
-    except PredictError as err:
-        print(f"iman predict: {err}", file=sys.stderr)
-        return 2
+    out = predict_cases(Path(args.results), args.experiment, Path(args.sheet), Path(args.out),
+                        layout=args.layout)
     print(f"wrote predictions for {len(out)} cases to {args.out}")
     return 0
 
@@ -248,10 +240,23 @@ def _weights_list(check: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``iman`` console script."""
+    """Entry point of the ``iman`` console script: a :class:`~iman.errors.UserError` from
+    any subcommand is printed as its message alone (exit status 2); a bug keeps its traceback."""
+    from iman.errors import UserError
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["ingest"]:
-        return _ingest(argv[1:])
+    try:
+        if argv[:1] == ["ingest"]:
+            return _ingest(argv[1:])
+        args = _parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UserError as err:
+        print(f"iman {argv[0]}: {err}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The ``iman`` argument parser, one subparser per command."""
     parser = argparse.ArgumentParser(prog="iman", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -317,10 +322,12 @@ def main(argv: list[str] | None = None) -> int:
     wv.add_argument("--configfile", nargs="+", action="extend", metavar="FILE",
                     help="take size and T from this run config (e.g. config/paper.yaml)")
     wv.add_argument("--config", nargs="+", action="extend", metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
-    commands = {"config": _config, "models": _models, "phantom": _phantom, "predict": _predict,
-                "weights": _weights, "estimate": _estimate, "plan": _plan}
-    return commands[args.command](args)
+    return parser
+
+
+COMMANDS = {"config": _config, "models": _models, "phantom": _phantom, "predict": _predict,
+            "weights": _weights, "estimate": _estimate, "plan": _plan}
+"""Subcommand name -> its function (``ingest`` parses its own arguments)."""
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from scipy import ndimage
 from scipy.spatial.distance import cdist
 
 __all__ = [
+    "EMPTY_PRED",
     "METRIC_COLUMNS",
     "THRESHOLD",
     "MetricInfo",
@@ -75,7 +76,12 @@ METRIC_COLUMNS: Final[dict[str, MetricInfo]] = {
     "paper_soft_dsc": ("paper", "soft DSC (paper)", True),
     "paper_row_hd": ("paper", "row-HD (paper)", False),
 }
-"""Every column :func:`case_metrics` returns, in report order."""
+"""Every metric column :func:`case_metrics` returns, in report order."""
+
+EMPTY_PRED: Final = "empty_pred"
+"""Per-case flag (1.0/0.0) :func:`case_metrics` returns after the metrics: the thresholded
+prediction is empty while the lesion is not, so DSC is 0 and HD = HD95 = the image diagonal
+(the empty-mask penalty); tables and stats.csv count these cells' empty predictions."""
 
 
 def overlap_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
@@ -180,7 +186,7 @@ def case_metrics(
     mask_orig: np.ndarray,
     spacing_mm: float,
 ) -> dict[str, float]:
-    """All :data:`METRIC_COLUMNS` for one case.
+    """All :data:`METRIC_COLUMNS` for one case, then the :data:`EMPTY_PRED` flag.
 
     ``prob``: S×S probabilities in [0, 1] at the working size; ``mask_work``: the S×S 0/1
     mask; ``mask_orig``: the H×W 0/1 mask at the original size; ``spacing_mm``: the original
@@ -197,6 +203,8 @@ def case_metrics(
         raise ValueError(f"spacing_mm must be positive, got {spacing_mm}")
     h, w = mo.shape
     p_orig = cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) if p.shape != (h, w) else p
-    out = standard_metrics(p_orig >= THRESHOLD, mo > 0, float(spacing_mm))
+    binary = p_orig >= THRESHOLD
+    out = standard_metrics(binary, mo > 0, float(spacing_mm))
     out.update(paper_metrics(p, mw > 0))
-    return {k: float(out[k]) for k in METRIC_COLUMNS}
+    empty = not binary.any() and bool((mo > 0).any())
+    return {**{k: float(out[k]) for k in METRIC_COLUMNS}, EMPTY_PRED: float(empty)}

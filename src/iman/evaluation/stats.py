@@ -91,8 +91,11 @@ def sign_flip(diff: np.ndarray, level: float = 0.95, n_flips: int = N_FLIPS, see
     when |a − δb| ≥ |m − δ| (m = mean(d)): a closed interval of δ around m, namely
     [m − |e|/(1 − β), m + |e|/(1 + β)] with e = a − m·b and β = b·sign(e) (unbounded for
     s = ±1). δ is accepted when at least ``(1 − level)`` of the patterns count, so the bounds
-    are order statistics of those interval ends. Returns (p, low, high); NaN for no data;
-    equal differences d give the point interval (d, d) once n ≥ 6.
+    are order statistics of those interval ends. Ties use one rule for both: a pattern counts
+    when |a| ≥ |m| − tol, and its interval is widened by the same ``tol`` (|e| + tol), so
+    ``p < 1 − level`` exactly when 0 lies outside [low, high], also for tied or zero-heavy
+    differences. Returns (p, low, high); NaN for no data; equal differences d give the point
+    interval (d, d) once n ≥ 6.
     """
     d = np.asarray(diff, dtype=float)
     n = d.size
@@ -110,9 +113,10 @@ def sign_flip(diff: np.ndarray, level: float = 0.95, n_flips: int = N_FLIPS, see
         e = a - m * b
         beta = b * np.sign(e)
         full = np.abs(total) == n
+        reach = np.abs(e) + tol  # the tie tolerance of the count, so p and CI agree at ties
         with np.errstate(divide="ignore", invalid="ignore"):
-            low = np.where(full, -np.inf, m - np.abs(e) / (1 - beta))
-            high = np.where(full, np.inf, m + np.abs(e) / (1 + beta))
+            low = np.where(full, -np.inf, m - reach / (1 - beta))
+            high = np.where(full, np.inf, m + reach / (1 + beta))
         lows.append(low)
         highs.append(high)
     low_all, high_all = np.concatenate(lows), np.concatenate(highs)

@@ -661,15 +661,21 @@ def dsc_distribution(per_case: Mapping[str, pd.DataFrame], png: Path | str,
     return _save(fig, png, pdf)
 
 
+_BETTER_COLOUR, _WORSE_COLOUR = "#1a7f37", "#d62728"
+"""Forest plot: significantly better (green ▲) and worse (red ▼) rows."""
+
+
 @_styled
 def forest_plot(stats_csv: Path | str, png: Path | str, pdf: Path | str, *,
                 metric: str = "std_dsc",
                 alpha: float = 0.05) -> tuple[Path, Path]:
     """Paired differences (row − reference) with their CIs: one panel per table × modality.
 
-    Reads ``stats.csv`` (:func:`iman.evaluation.comparisons.stats_table`); filled markers where the
-    Holm-adjusted p is below ``alpha``, open ones elsewhere; n cases in each label. A table
-    without comparisons (e.g. one row) gets an empty panel saying so.
+    Reads ``stats.csv`` (:func:`iman.evaluation.comparisons.stats_table`); where the
+    Holm-adjusted p is below ``alpha`` a filled ▲ (the row is better, in the metric's
+    direction) or ▼ (worse), open circles elsewhere; each label is the comparison's human name
+    (``comparison``) with its n cases. A table without comparisons (e.g. one row) gets an
+    empty panel saying so.
     """
     df = pd.read_csv(stats_csv)
     df = df[df["metric"] == metric]
@@ -686,23 +692,32 @@ def forest_plot(stats_csv: Path | str, png: Path | str, pdf: Path | str, *,
         sub = df[(df["table"] == table) & (df["modality"] == modality)].iloc[::-1]
         y = np.arange(len(sub))
         sig = (sub["p_holm"] < alpha).to_numpy()
+        favours_row = np.where(sub["better"] == "negative", -1.0, 1.0) * sub["mean_diff"] > 0
+        better, worse = sig & favours_row.to_numpy(), sig & ~favours_row.to_numpy()
         ax.errorbar(sub["mean_diff"], y, xerr=[sub["mean_diff"] - sub["ci_low"],
                                               sub["ci_high"] - sub["mean_diff"]],
                     fmt="none", ecolor="#444444", elinewidth=1.0, capsize=2)
-        ax.scatter(sub["mean_diff"][sig], y[sig], color="#d62728", zorder=3, s=18)
+        ax.scatter(sub["mean_diff"][better], y[better], color=_BETTER_COLOUR, marker="^",
+                   zorder=3, s=22)
+        ax.scatter(sub["mean_diff"][worse], y[worse], color=_WORSE_COLOUR, marker="v",
+                   zorder=3, s=22)
         ax.scatter(sub["mean_diff"][~sig], y[~sig], facecolor="white", edgecolor="#444444",
                    zorder=3, s=18)
         ax.axvline(0.0, color="#888888", lw=0.8, ls="--")
-        ax.set_yticks(y, [f"{r} vs {ref} (n={int(n)})" for r, ref, n in
-                          zip(sub["row"], sub["reference"], sub["n_cases"])], fontsize=6)
+        names = (sub["comparison"] if "comparison" in sub
+                 else sub["row"] + " vs " + sub["reference"])
+        ax.set_yticks(y, [f"{c} (n={int(n)})" for c, n in zip(names, sub["n_cases"])],
+                      fontsize=6)
         ax.set_title(f"{table} {_MOD_LABEL[modality]}", fontsize=8, loc="left")
     axes[-1].set_xlabel(f"paired difference in {metric} (row − reference), 95 % CI "
                         "(inverted sign-flip test)")
-    fig.legend(handles=[Line2D([], [], marker="o", ls="", color="#d62728",
-                               label=f"Holm p < {alpha}"),
+    fig.legend(handles=[Line2D([], [], marker="^", ls="", color=_BETTER_COLOUR,
+                               label=f"row better, Holm p < {alpha}"),
+                        Line2D([], [], marker="v", ls="", color=_WORSE_COLOUR,
+                               label=f"row worse, Holm p < {alpha}"),
                         Line2D([], [], marker="o", ls="", markerfacecolor="white",
                                color="#444444", label="not significant")],
-               loc="outside lower center", ncols=2, frameon=False)
+               loc="outside lower center", ncols=3, frameon=False)
     return _save(fig, png, pdf)
 
 
