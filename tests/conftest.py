@@ -41,7 +41,8 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
 
 
 LONGEST_FIRST = ("test_overfit.py", "test_workflow.py", "test_slurm.py", "test_report_check.py",
-                 "test_predict.py", "test_errors.py", "test_plugins.py", "test_weights.py")
+                 "test_predict.py", "test_errors.py", "test_plugins.py", "test_weights.py",
+                 "test_weight_content.py")
 """Files handed out first under ``pytest -n auto --dist loadfile`` (``make test``): the
 longest, so none of them starts last on an otherwise idle worker."""
 

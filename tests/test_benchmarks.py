@@ -51,3 +51,14 @@ def test_job_startup_prints_one_row_per_method_with_its_imports() -> None:
     for row in rows.values():
         process, _, epoch, overhead = map(float, row[1:5])
         assert 0 < epoch < process and overhead == pytest.approx(process - epoch, abs=0.02)
+
+
+@pytest.mark.slow
+def test_weights_check_times_each_paper_file_and_the_start_up_check() -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "weights_check.py"),
+                           "--repeats", "1"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("resnet50-19c8e357.pth", "R50+ViT-B_16.npz", "swin_tiny_patch4_window7_224.pth",
+                 "gluon_resnext101_32x4d-b253c8c4.pth"):
+        assert name in proc.stdout
+    assert "check_available" in proc.stdout

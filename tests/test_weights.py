@@ -267,8 +267,9 @@ def test_paper_config_starts_only_with_its_weights(
                     np.savez(fh, x=np.zeros(3))
             else:
                 torch.save({"x": torch.zeros(3)}, copy)
-        site[key] = {**entry, "size_mb": 0.0001, "sources": [{
-            **first, "url": f"{url}/{first['filename']}", "sha256": w.sha256sum(copy)}]}
+        site[key] = {**entry, "size_mb": 0.0001, "expect": None, "sources": [{
+            **first, "url": f"{url}/{first['filename']}", "sha256": w.sha256sum(copy),
+            "expect": None}]}  # placeholders: no layout signature (test_weight_content.py)
     cat = _catalogue(tmp_path / "site.yaml", site)
     env = {"IMAN_WEIGHTS_CATALOG": str(cat), "IMAN_WEIGHTS_DIR": str(tmp_path / "cache")}
     sheet = _small_sheet(tmp_path)

@@ -208,6 +208,9 @@ def _weights_list(check: bool) -> int:
                        else w.file_problem(path, source, manifest))
             status = ("broken: " + problem.removeprefix(f"{path} ")) if problem else (
                 "verified" if check else "cached")
+            if not problem and path.name in manifest:
+                origin = w.record_origin(manifest[path.name])
+                status += ", placed by hand" if origin == "placed by hand" else ""
             bad += bool(problem)
         rec = manifest.get(path.name, {}).get("sha256")
         print(f"{f.id}  [{status}]\n  for:    {', '.join(f.models)}\n"
@@ -221,8 +224,12 @@ def _weights_list(check: bool) -> int:
             size = f"~{s.size_mb:g} MB" if s.size_mb else "size unknown"
             print(f"  source {i}: {s.filename}{here}\n    url:    {s.url}\n"
                   f"    layout: {s.layout}, {size}\n    sha256: {digest}")
-            if (directory / s.filename).is_file() and manifest.get(s.filename, {}).get("sha256"):
-                print(f"    recorded: {manifest[s.filename]['sha256']}")
+            record = manifest.get(s.filename, {})
+            if (directory / s.filename).is_file() and record.get("sha256"):
+                origin = w.record_origin(record)
+                how = (f"fetched from {record['url']}" if origin == "fetched" else
+                       "placed by hand: no source URL")
+                print(f"    recorded: {record['sha256']} ({how})")
             if s.note:
                 print(f"    note:   {s.note}")
         if rec is None and path.is_file():
