@@ -369,20 +369,27 @@ def test_every_node_and_summary_records_its_provenance(smoke_run: Path) -> None:
     import torch
 
     results = smoke_run / "results"
-    node = next((results / "runs").glob("*/us/loop0"))
-    record = json.loads((node / "provenance.json").read_text())
-    assert record["protocol"]["img_size"] == 32 and record["protocol"]["lr"] == 1e-3
-    assert record["device"] == "cpu" and record["environment"]["packages"]["torch"]
-    _assert_commit(record["environment"]["git"]["commit"])
-    ckpt = torch.load(node / "best.pt", map_location="cpu", weights_only=True)
-    assert ckpt["provenance"]["device"] == "cpu"
-    assert ckpt["provenance"]["packages"] == record["environment"]["packages"]
+    nodes = sorted(p.parent for p in (results / "runs").glob("*/*/loop*/provenance.json"))
+    assert len(nodes) == len(_all_nodes())  # every trained node of the smoke DAG
+    for node in nodes:
+        record = json.loads((node / "provenance.json").read_text())
+        assert record["protocol"]["img_size"] == 32, node
+        assert record["device"] == "cpu" and record["environment"]["packages"]["torch"], node
+        _assert_commit(record["environment"]["git"]["commit"])
+        ckpt = torch.load(node / "best.pt", map_location="cpu", weights_only=True)
+        assert ckpt["provenance"]["device"] == "cpu", node
+        assert ckpt["provenance"]["packages"] == record["environment"]["packages"], node
+    loop0 = json.loads(next((results / "runs").glob("*/us/loop0/provenance.json")).read_text())
+    assert loop0["protocol"]["lr"] == 1e-3  # the smoke config's step, recorded
     run = json.loads((results / "provenance.json").read_text())
     _assert_commit(run["git"]["commit"])
-    summary = json.loads(next((results / "experiments").glob("*/summary.json")).read_text())
-    for modality, branch in summary["branches"].items():
-        chosen = summary["provenance"][modality]["node"]
-        assert (chosen["run"], chosen["loop"]) == (branch["run"], branch["loop"])
+    summaries = sorted((results / "experiments").glob("*/summary.json"))
+    assert summaries
+    for path in summaries:
+        summary = json.loads(path.read_text())
+        for modality, branch in summary["branches"].items():
+            chosen = summary["provenance"][modality]["node"]
+            assert (chosen["run"], chosen["loop"]) == (branch["run"], branch["loop"]), path
 
 
 TABLE1_ONLY = {"table1": {"methods": ["unet"]}}

@@ -4,7 +4,7 @@ The paper protocol (``model.pretrained: true``, the schema default) starts every
 has a public ImageNet file — the smp frameworks' ResNet-50, TransUNet's R50+ViT-B/16,
 Swin-Unet's Swin-T, GG-Net's ResNeXt-101 — from it; the rest train from scratch, as in their
 own papers. The files live in one cache (:func:`cache_dir`: ``$IMAN_WEIGHTS_DIR``, default
-``$XDG_CACHE_HOME/iman/training/weights``). ``iman weights fetch`` fills it on a machine with
+``$XDG_CACHE_HOME/iman/weights``). ``iman weights fetch`` fills it on a machine with
 internet, trying each file's sources in order; the workflow never downloads.
 
 Each catalogue file lists ordered *sources* (the same weights at several places, possibly in
@@ -239,7 +239,7 @@ def _parse_catalog(path: Path, mtime_ns: int) -> dict[str, WeightFile]:
 
 
 def cache_dir() -> Path:
-    """``$IMAN_WEIGHTS_DIR``, else ``$XDG_CACHE_HOME/iman/training/weights`` (``~/.cache``)."""
+    """``$IMAN_WEIGHTS_DIR``, else ``$XDG_CACHE_HOME/iman/weights`` (``~/.cache``)."""
     if os.environ.get("IMAN_WEIGHTS_DIR"):
         return Path(os.environ["IMAN_WEIGHTS_DIR"]).expanduser().resolve()
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
