@@ -135,3 +135,19 @@ def test_no_modality_tuple_outside_names() -> None:
              for i, line in enumerate(p.read_text().splitlines(), 1)
              if '("us", "ceus")' in line or "['us', 'ceus']" in line or '["us", "ceus"]' in line]
     assert not found, found
+
+
+def test_rule_scripts_pass_keyword_arguments_to_their_library_function() -> None:
+    # issue 28 §5: same-typed values passed by position swap unnoticed (split.py's seed and
+    # folds, train.py's eight paths); every rule script names each argument
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+    positional = []
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            # the log, the function, then keywords only
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "run_logged"
+                    and len(node.args) > 2):
+                positional.append(path.name)
+    assert not positional, positional
