@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from iman.data.geometry import kernel_axes, nearest_odd
 from iman.margins.mmg import (
     PAPER_KERNELS,
     ellipse_footprint,
     filter_size,
-    kernel_axes,
     make_margins,
     margin_mask,
     margin_mask_torch,
-    nearest_odd,
 )
 from iman.names import FILTERS
 

@@ -7,7 +7,7 @@ cases; a finding is an *error* only where a job would certainly fail, otherwise 
 *warning*. The bounds and why:
 
 * MMG kernel vs lesion (warning). The margin is ``dilate XOR erode`` with an ellipse of
-  ``k`` original pixels (:func:`iman.margins.mmg.kernel_axes`: ``kh × kw`` at the working
+  ``k`` original pixels (:func:`iman.data.geometry.kernel_axes`: ``kh × kw`` at the working
   size S). Erosion takes ``k/2`` off every side, so when the element's equivalent diameter
   ``sqrt(kh·kw)`` reaches the lesion's equivalent diameter at S, nothing of a round lesion is
   left inside: the margin is the dilated blob, not a band around the boundary (the authors'
@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from iman.config import ConfigError
-from iman.margins.mmg import kernel_axes
+from iman.data.geometry import kernel_axes
 from iman.names import MODALITIES
 
 __all__ = [

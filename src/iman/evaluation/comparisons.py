@@ -12,7 +12,7 @@ import pandas as pd
 from iman.experiments import row_title
 from iman.names import MODALITIES, per_case_key
 
-__all__ = ["STAT_METRICS", "concat_stats", "count_empty", "parse_seed_diffs",
+__all__ = ["STAT_METRICS", "concat_stats", "parse_seed_diffs",
            "seed_differences", "stats_table", "write_csv"]
 
 
@@ -61,16 +61,6 @@ def seed_differences(row: Sequence[pd.DataFrame], reference: Sequence[pd.DataFra
     return diffs
 
 
-def count_empty(frames: Sequence[pd.DataFrame]) -> float:
-    """Empty predictions among the test rows of a row's runs (cases × runs; the HD penalty of
-    :data:`iman.evaluation.metrics.EMPTY_PRED`); NaN for per-case files without the flag."""
-    from iman.evaluation.metrics import EMPTY_PRED
-
-    rows = [f[f["split"] == "test"] if "split" in f else f for f in frames]
-    if not rows or any(EMPTY_PRED not in f for f in rows):
-        return float("nan")
-    return float(sum(int(f[EMPTY_PRED].sum()) for f in rows))
-
 
 
 def stats_table(comparisons: Sequence[tuple[str, str, str, Sequence[str], Sequence[str]]],
@@ -93,6 +83,7 @@ def stats_table(comparisons: Sequence[tuple[str, str, str, Sequence[str], Sequen
         TEST,
         case_means,
         compare,
+        count_empty,
         holm,
         table_reference_flags,
     )

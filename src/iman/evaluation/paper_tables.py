@@ -135,8 +135,8 @@ def _table_reference_rows(stats: pd.DataFrame) -> pd.DataFrame:
 def _case_counts(df: pd.DataFrame, per_case: list[list[pd.DataFrame]]) -> None:
     """``<mod>_n_cases``: distinct test cases over a row's runs (a case tested by 3 seeds
     counts once), placed after ``<mod>_loop``; then ``<mod>_n_empty``: the empty predictions
-    among the row's test rows (cases × runs, :func:`iman.evaluation.comparisons.count_empty`)."""
-    from iman.evaluation.comparisons import count_empty
+    among the row's test rows (cases × runs, :func:`iman.evaluation.stats.count_empty`)."""
+    from iman.evaluation.stats import count_empty
 
     for modality in MODALITIES:
         if f"{modality}_loop" not in df:

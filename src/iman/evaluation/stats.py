@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import stats as sps
 
 __all__ = ["CI_METHOD", "EXACT_MAX_N", "N_FLIPS", "TEST", "Comparison", "case_means",
-           "compare", "holm", "rank_biserial", "sign_flip", "table_reference_flags"]
+           "compare", "count_empty", "holm", "rank_biserial", "sign_flip", "table_reference_flags"]
 
 TEST = "sign-flip permutation (mean)"
 """Name of the test in stats.csv's ``test`` column."""
@@ -67,6 +67,17 @@ def case_means(frames: Sequence[pd.DataFrame], metric: str) -> pd.Series:
     rows = pd.concat([f.loc[f["split"] == "test", ["case_id", metric]] if "split" in f
                       else f[["case_id", metric]] for f in frames])
     return rows.groupby(rows["case_id"].astype(str))[metric].mean().dropna()
+
+
+def count_empty(frames: Sequence[pd.DataFrame]) -> float:
+    """Empty predictions among the test rows of a row's runs (cases × runs; the HD penalty of
+    :data:`iman.evaluation.metrics.EMPTY_PRED`); NaN for per-case files without the flag."""
+    from iman.evaluation.metrics import EMPTY_PRED
+
+    rows = [f[f["split"] == "test"] if "split" in f else f for f in frames]
+    if not rows or any(EMPTY_PRED not in f for f in rows):
+        return float("nan")
+    return float(sum(int(f[EMPTY_PRED].sum()) for f in rows))
 
 
 def _sign_chunks(n: int, n_flips: int, seed: int) -> Iterator[np.ndarray]:

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Final
 import cv2
 import numpy as np
 
+from iman.data.geometry import kernel_axes, nearest_odd
 from iman.names import FILTERS
 
 if TYPE_CHECKING:  # torch is imported where it is used: the CPU margin rule never loads it
@@ -65,29 +66,14 @@ __all__ = [
     "ellipse_footprint",
     "filter_size",
     "hard_band",
-    "kernel_axes",
     "make_margins",
     "margin_mask",
     "margin_mask_torch",
-    "nearest_odd",
     "original_sizes",
 ]
 
 PAPER_KERNELS: Final = (50, 75, 100, 125)
 FILTER_PX_AT_320: Final = 75
-
-
-def nearest_odd(x: float) -> int:
-    """The odd integer nearest to ``x`` (ties go up), at least 1."""
-    return max(1, 2 * math.floor((x - 1.0) / 2.0 + 0.5) + 1)
-
-
-def kernel_axes(kernel_px: float, orig_size: tuple[int, int], work_size: int) -> tuple[int, int]:
-    """Element size ``(kh, kw)`` in working pixels for a ``kernel_px`` circle in original space."""
-    h, w = orig_size
-    if kernel_px <= 0 or h <= 0 or w <= 0 or work_size <= 0:
-        raise ValueError(f"need positive sizes, got k={kernel_px}, orig={orig_size}, S={work_size}")
-    return nearest_odd(kernel_px * work_size / h), nearest_odd(kernel_px * work_size / w)
 
 
 def filter_size(work_size: int) -> int:
