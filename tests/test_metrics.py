@@ -191,3 +191,17 @@ def test_metric_columns_labels() -> None:
     assert all(k.startswith(("std_", "paper_")) for k in METRIC_COLUMNS)
     assert METRIC_COLUMNS["std_hd95_mm"] == ("standard", "HD95 (mm)", False)
     assert METRIC_COLUMNS["paper_soft_dsc"][2] is True
+
+
+def test_metric_facts_live_in_one_table_that_tables_stats_and_figures_read() -> None:
+    from iman.evaluation.comparisons import STAT_METRICS
+    from iman.evaluation.metrics import METRICS
+    from iman.evaluation.paper_tables import PAPER_BESIDE, REPORTED
+    from iman.reporting import figures, tables
+
+    by_column = {m.column: m for m in METRICS}
+    for short, (column, higher) in REPORTED.items():
+        assert by_column[column].short == short and by_column[column].higher is higher
+        assert tables._HEAD[short] == figures._METRIC_LABEL[short] == by_column[column].label
+    assert STAT_METRICS == {"std_dsc": ("DSC", True), "std_hd_mm": ("HD (mm)", False)}
+    assert PAPER_BESIDE == {"soft_dsc": "dsc", "row_hd": "hd"}

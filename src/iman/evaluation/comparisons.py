@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from iman.evaluation.metrics import METRICS
 from iman.experiments import row_title
 from iman.names import MODALITIES, per_case_key
 
@@ -16,7 +17,7 @@ __all__ = ["STAT_METRICS", "concat_stats", "parse_seed_diffs",
            "seed_differences", "stats_table", "write_csv"]
 
 
-STAT_METRICS = {"std_dsc": ("DSC", True), "std_hd_mm": ("HD (mm)", False)}
+STAT_METRICS = {m.column: (m.label, m.higher) for m in METRICS if m.tested}
 """Metrics tested per comparison, with (label, higher is better): the standard DSC and
 Hausdorff distance."""
 

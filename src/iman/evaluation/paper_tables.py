@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from iman.evaluation.metrics import REPORTED_METRICS
 from iman.models.registry import method_label
 from iman.names import MODALITIES, per_case_key, summary_key
 
@@ -26,12 +27,9 @@ __all__ = ["PAPER_BESIDE", "REPORTED", "TABLE_MODALITIES", "add_significance", "
            "empty_penalties", "init_files", "paper_values", "table_data", "table_modalities"]
 
 
-# reported columns: name in the table -> (metric column, higher is better)
-REPORTED = {
-    "dsc": ("std_dsc", True), "hd": ("std_hd_mm", False), "hd95": ("std_hd95_mm", False),
-    "soft_dsc": ("paper_soft_dsc", True), "row_hd": ("paper_row_hd", False),
-}
-PAPER_BESIDE = {"soft_dsc": "dsc", "row_hd": "hd"}
+REPORTED = {short: (m.column, m.higher) for short, m in REPORTED_METRICS.items()}
+"""Reported columns: name in the table -> (metric column, higher is better)."""
+PAPER_BESIDE = {short: m.printed for short, m in REPORTED_METRICS.items() if m.printed}
 """Reported paper-compatible column -> the printed paper value it is compared with (the CSV
 column ``paper_<mod>_<printed>``, docs/metrics.md): what tables and figures put beside it."""
 
@@ -109,7 +107,8 @@ def build_table(table: str, rows: list[tuple[dict[str, Any], list[dict[str, Any]
 
 
 
-_STAT_OF = {"dsc": "std_dsc", "hd": "std_hd_mm"}  # table columns tested in stats.csv
+_STAT_OF = {short: m.column for short, m in REPORTED_METRICS.items() if m.tested}
+"""Table columns tested in stats.csv (their p_holm and paired difference set the marks)."""
 
 
 

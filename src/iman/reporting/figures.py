@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import ConnectionPatch, Patch, Rectangle
 
-from iman.evaluation.metrics import THRESHOLD
+from iman.evaluation.metrics import REPORTED_METRICS, THRESHOLD
 from iman.evaluation.paper_tables import PAPER_BESIDE
 from iman.experiments import Node, node_for, parse_name
 from iman.names import FILTERS, MODALITIES, node_key, per_case_key, pred_key, summary_key
@@ -400,10 +400,8 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
     return pd.to_numeric(df[name], errors="coerce")
 
 
-#: reproduced metric -> the printed paper column measured the same way (docs/metrics.md);
-#: the standard family (thresholded DSC, HD in mm) has no printed counterpart
-_METRIC_LABEL: Final = {"dsc": "DSC", "hd": "HD (mm)", "hd95": "HD95 (mm)",
-                        "soft_dsc": "soft DSC", "row_hd": "row-HD"}
+_METRIC_LABEL: Final = {short: m.label for short, m in REPORTED_METRICS.items()}
+"""Reported metric (table name) -> its label (:data:`iman.evaluation.metrics.METRICS`)."""
 
 
 def paper_column(df: pd.DataFrame, modality: str, metric: str) -> pd.Series:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from iman.evaluation.metrics import REPORTED_METRICS
 from iman.evaluation.paper_tables import PAPER_BESIDE, REPORTED
 from iman.names import MODALITIES
 
@@ -46,8 +47,7 @@ def _best(df: pd.DataFrame, col: str, higher: bool) -> float | None:
 # paper-compatible family (CSV column paper_<mod>_<printed>, see docs/metrics.md)
 STANDARD = ("dsc", "hd", "hd95")
 COMPATIBLE = ("soft_dsc", "row_hd")
-_HEAD = {"dsc": "DSC", "hd": "HD (mm)", "hd95": "HD95 (mm)", "soft_dsc": "soft DSC",
-         "row_hd": "row-HD"}
+_HEAD = {short: m.label for short, m in REPORTED_METRICS.items()}
 _LABELS = ("backbone", "method", "mmg", "itp", "modal_fusion", "frames", "kernel", "filter")
 _PAPER = " (paper "
 
