@@ -7,6 +7,10 @@ prints the wall time and the job count of ``snakemake -n`` for
 * ``smoke``: config/smoke.yaml;
 * ``paper``: config/paper.yaml (1,510 training jobs);
 * ``paper3``: config/paper.yaml with ``seeds: [0, 1, 2]``;
+* ``job``: one training job of ``paper`` alone (its first Table I method, US, loop 0), named
+  as a cluster executor names it (``--target-jobs train:run=...,modality=us,loop=0
+  --allowed-rules train``): the start-up the job's own Snakemake pays before its script
+  runs (it parses the workflow, resolves the config, builds a one-job DAG);
 
 each on a phantom of ``--patients`` patients (30) with ``model.pretrained: false``. The data
 stage (phantom, ingest, split, fingerprint, split counts) is run first, once per work
@@ -41,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 CASES = {"smoke": ("smoke.yaml", []), "paper": ("paper.yaml", []),
-         "paper3": ("paper.yaml", ["seeds=[0, 1, 2]"])}
+         "paper3": ("paper.yaml", ["seeds=[0, 1, 2]"]), "job": ("paper.yaml", [])}
 """Case -> (config file, extra ``--config`` overrides)."""
 DATA = {"smoke.yaml": "smoke", "paper.yaml": "paper"}
 """Config file -> its data directory under the work directory (the seeds share the data)."""
@@ -80,8 +84,25 @@ def overrides(case: str, patients: int) -> list[str]:
     return [f"dataset={json.dumps(dataset)}", 'model={"pretrained": false}', *CASES[case][1]]
 
 
+def one_job(tree: Path, case: str, patients: int) -> list[str]:
+    """Target of the ``job`` case: one loop-0 US node of the first Table I method."""
+    import yaml
+
+    from iman.config import resolve_config
+    from iman.experiments import node_for, table_specs
+
+    cfg = resolve_config([tree / "config" / CASES[case][0]],
+                         {k: yaml.safe_load(v) for k, v in
+                          (o.split("=", 1) for o in overrides(case, patients))})
+    node = node_for(table_specs(cfg, "table1")[0][1][0], "us", 0)
+    return ["--target-jobs", f"train:run={node.run},modality={node.modality},loop={node.loop}",
+            "--allowed-rules", "train"]
+
+
 def command(tree: Path, case: str, workdir: Path, patients: int, *args: str) -> list[str]:
     """The snakemake command line of ``case`` run from ``tree`` in ``workdir``."""
+    if case == "job":
+        args = (*args, *one_job(tree, case, patients))
     return ["-s", str(tree / "Snakefile"), "--directory", str(workdir), "--cores", "2",
             *args, "--configfile", str(tree / "config" / CASES[case][0]),
             "--config", *overrides(case, patients)]
@@ -132,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trees", nargs="+", type=Path, default=[ROOT])
-    ap.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    ap.add_argument("--cases", nargs="+", choices=list(CASES),
+                    default=["smoke", "paper", "paper3"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--patients", type=int, default=30)
     ap.add_argument("--work", type=Path, default=Path("/tmp/iman-dag-build"))
