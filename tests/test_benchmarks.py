@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,24 @@ def test_weights_check_times_each_paper_file_and_the_start_up_check() -> None:
                  "gluon_resnext101_32x4d-b253c8c4.pth"):
         assert name in proc.stdout
     assert "check_available" in proc.stdout
+
+
+@pytest.mark.dag
+def test_dag_build_prints_the_smoke_dry_run_and_compares_job_lists(tmp_path: Path) -> None:
+    """benchmarks/dag_build.py on a 10-patient phantom: one row with the smoke DAG's job count,
+    and ``--dump`` finds a tree's job list equal to itself (rule, wildcards, files, params)."""
+    script = str(ROOT / "benchmarks" / "dag_build.py")
+    common = ["--cases", "smoke", "--patients", "10", "--work", str(tmp_path / "work")]
+    proc = subprocess.run([sys.executable, script, *common, "--repeats", "1"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    row = proc.stdout.splitlines()[1].split()
+    assert row[0] == "smoke" and int(row[2]) > int(row[3]) > 0  # jobs > training jobs > 0
+    dump = tmp_path / "jobs"
+    proc = subprocess.run([sys.executable, script, *common, "--trees", str(ROOT), str(ROOT),
+                           "--dump", str(dump)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0 and "identical" in proc.stdout, proc.stdout + proc.stderr
+    jobs = json.loads(next(dump.glob("0-*-smoke.json")).read_text())
+    train = [j for j in jobs if j["rule"] == "train"]
+    assert train and all({"protocol", "fold", "margins_threshold"} <= set(j["params"])
+                         for j in train)

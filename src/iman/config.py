@@ -11,6 +11,7 @@ Every problem is collected and reported at once, each naming the key (dotted pat
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,7 +36,9 @@ class ConfigError(UserError, ValueError):
     """The configuration is invalid; the message lists every problem."""
 
 
+@functools.cache
 def _schema() -> dict[str, Any]:
+    """The config schema, parsed once per process (read-only: callers never mutate it)."""
     with open(SCHEMA_PATH) as fh:
         return yaml.safe_load(fh)
 

@@ -18,6 +18,7 @@ fold f of the split; without it the node uses the one hold-out split.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 from typing import Any
@@ -139,8 +140,12 @@ _FRAMES_RE = re.compile(f"^{FRAMES_FIELD}$")
 _SEED_RE = re.compile(f"^{SEED_FIELD}$")
 
 
+@functools.cache
 def parse_name(name: str) -> Spec:
-    """Inverse of :func:`experiment_name` (experiment or run names)."""
+    """Inverse of :func:`experiment_name` (experiment or run names).
+
+    Cached: a pure function of the name returning a frozen spec, called by several input
+    functions of every job of the DAG."""
     parts = name.split("__")
     if len(parts) not in (7, 8):
         raise ValueError(f"not an experiment or run name: {name!r}")
