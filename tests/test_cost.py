@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from iman.reporting.cost import COLUMNS, collect_costs, node_key, write_cost_table
+from iman.reporting.cost import COLUMNS, collect_costs, history_node, write_cost_table
 
 __all__: list[str] = []
 
@@ -54,14 +54,14 @@ def _provenances(histories: list[Path]) -> list[Path]:
 
 
 def test_node_key_parses_paths() -> None:
-    assert node_key(Path("/r/results/benchmarks/train/iman/us/loop0.tsv")) == ("iman", "us", 0)
-    assert node_key(Path("results/runs/t3/ceus/loop12/history.csv")) == ("t3", "ceus", 12)
+    assert history_node(Path("/r/results/benchmarks/train/iman/us/loop0.tsv")) == ("iman", "us", 0)
+    assert history_node(Path("results/runs/t3/ceus/loop12/history.csv")) == ("t3", "ceus", 12)
     # run names may contain "/" and even the anchor's name
-    assert node_key(Path("benchmarks/train/a/train/us/loop1.tsv")) == ("a/train", "us", 1)
+    assert history_node(Path("benchmarks/train/a/train/us/loop1.tsv")) == ("a/train", "us", 1)
     for bad in ["results/benchmarks/train/us/loop0.tsv", "results/runs/r/us/x/history.csv",
                 "results/benchmarks/other/r/us/loop0.tsv", "loop0.tsv"]:
         with pytest.raises(ValueError):
-            node_key(Path(bad))
+            history_node(Path(bad))
 
 
 def test_collect_costs_rows(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from iman.data.fingerprint import (
 from iman.data.ingest import ingest
 from iman.data.protocol import (
     MIN_TEST_CASES,
-    check_once,
+    check_fit_once,
     check_protocol,
     protocol_settings,
     write_protocol_check,
@@ -220,23 +220,23 @@ def test_an_error_is_recorded_by_the_rule_and_stops_only_training(
     write_split_counts(fp_file, splits, counts)
     out = tmp_path / "protocol_check.json"
     # the rule records the error and succeeds: preparing the data never needs a trainable
-    # config (snakemake data); the DAG-time check_once stops training with it
+    # config (snakemake data); the DAG-time check_fit_once stops training with it
     findings = write_protocol_check(fp_file, counts, _settings(mismatched=True), out)
     record = json.loads(out.read_text())
     errors = [f for f in record["findings"] if f["level"] == "error"]
     assert record["n_errors"] == len(errors) == sum(f.level == "error" for f in findings) > 0
     assert any("tables.table2.mismatched" in json.dumps(e) and "train subset" in json.dumps(e)
                for e in errors)
-    # check_once: printed once (when announced), an error every time
+    # check_fit_once: printed once (when announced), an error every time
     ok = _settings(mismatched=False)
-    assert "protocol check:" in check_once(ok, fp_file, counts, announce=False)
+    assert "protocol check:" in check_fit_once(ok, fp_file, counts, announce=False)
     assert capsys.readouterr().err == ""
     for _ in range(2):
-        check_once(ok, fp_file, counts)
+        check_fit_once(ok, fp_file, counts)
     assert capsys.readouterr().err.count("protocol check:") == 1
     for _ in range(2):
         with pytest.raises(ConfigError, match="tables.table2.mismatched"):
-            check_once(_settings(mismatched=True), fp_file, counts)
+            check_fit_once(_settings(mismatched=True), fp_file, counts)
     findings = write_protocol_check(fp_file, counts, _settings(mismatched=False), out)
     record = json.loads(out.read_text())
     assert record["splits"]["folds"][0]["val"]["cases"] == 1

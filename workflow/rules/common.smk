@@ -25,7 +25,7 @@ from iman.experiments import (
     used_models,
 )
 from iman.config import ConfigError
-from iman.data.protocol import check_once as check_protocol_once
+from iman.data.protocol import check_fit_once
 from iman.data.protocol import protocol_settings
 from iman.names import (
     MODALITIES,
@@ -38,7 +38,7 @@ from iman.names import (
 )
 from iman.paths import Paths
 from iman.training.node import node_protocol
-from iman.training.weights import WeightsError, check_once
+from iman.training.weights import WeightsError, check_weights_once
 
 R = config["results"]
 P = Paths(R)
@@ -142,10 +142,10 @@ def run_models() -> frozenset[tuple[str, str]]:
 
 @functools.cache
 def check_weights() -> None:
-    """Every weight file the run needs (iman.training.weights.check_once), checked once per
-    process; a fault is not cached, so every untrained node reports it."""
+    """Every weight file the run needs (iman.training.weights.check_weights_once), checked
+    once per process; a fault is not cached, so every untrained node reports it."""
     try:
-        check_once(config["model"], run_models())
+        check_weights_once(config["model"], run_models())
     except WeightsError as err:
         raise WorkflowError(str(err)) from None
 
@@ -156,7 +156,7 @@ def check_fit(announce: bool) -> None:
     before any training job (not cached: every node raises it); the warning list is printed
     once by the main process when ``announce`` (an untrained node)."""
     try:
-        check_protocol_once(get_protocol_settings(), P.fingerprint, P.split_counts,
+        check_fit_once(get_protocol_settings(), P.fingerprint, P.split_counts,
                             announce=announce and workflow.is_main_process)
     except ConfigError as err:
         raise WorkflowError(str(err)) from None

@@ -72,7 +72,7 @@ rule fingerprint:
 
 # Cases per split subset. A checkpoint: the first untrained node's input function checks the
 # config against the fingerprint and these counts once they exist (iman.data.protocol
-# .check_once), so an error stops the run before any training job. It has no params: it
+# .check_fit_once), so an error stops the run before any training job. It has no params: it
 # re-runs only when the data or the split change, which retrain everything anyway, and a
 # changed MMG kernel or frame count re-checks without a job.
 checkpoint split_counts:

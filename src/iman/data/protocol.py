@@ -1,6 +1,6 @@
 """Does the protocol fit the data? The config checked against the dataset fingerprint.
 
-Run before any training (:func:`check_once`, from every training node's input function, after
+Run before any training (:func:`check_fit_once`, from every training node's input function, after
 the checkpoint ``split_counts``), by the rule ``check_protocol`` (the record
 ``protocol_check.json``) and by ``iman plan``. Each finding names the config key and the
 cases; a finding is an *error* only where a job would certainly fail, otherwise a
@@ -55,7 +55,7 @@ __all__ = [
     "MIN_LESION_PX",
     "MIN_TEST_CASES",
     "Finding",
-    "check_once",
+    "check_fit_once",
     "check_protocol",
     "format_findings",
     "protocol_settings",
@@ -250,7 +250,7 @@ _CHECKED: dict[str, tuple[str, bool]] = {}
 _ANNOUNCED: set[str] = set()
 
 
-def check_once(settings: Mapping[str, Any], fingerprint_file: Path, counts_file: Path,
+def check_fit_once(settings: Mapping[str, Any], fingerprint_file: Path, counts_file: Path,
                announce: bool = True) -> str:
     """:func:`check_protocol`, computed once per process and config: ConfigError when a
     finding is an error (every call), else the list's text, printed to stderr the first time
@@ -283,7 +283,7 @@ def write_protocol_check(fingerprint_file: Path, counts_file: Path,
 
     It never fails: preparing and inspecting the data (``snakemake data``) must work on any
     dataset that ingests, the authors' 2-case layout included. An error here is a config that
-    cannot *train* on these data; the DAG-time check (:func:`check_once`, from every training
+    cannot *train* on these data; the DAG-time check (:func:`check_fit_once`, from every training
     node's input function) stops training with it before any job.
     """
     fp = json.loads(Path(fingerprint_file).read_text())

@@ -22,7 +22,7 @@ import pandas as pd
 
 from iman.paths import parse_node
 
-__all__ = ["COLUMNS", "collect_costs", "cost_table", "estimate_hours", "node_key",
+__all__ = ["COLUMNS", "collect_costs", "cost_table", "estimate_hours", "history_node",
            "write_cost_table"]
 
 #: columns of the table returned by :func:`collect_costs`
@@ -32,7 +32,7 @@ COLUMNS = ["run", "modality", "loop", "wall_seconds", "max_rss_mb", "device", "e
 Key = tuple[str, str, int]
 
 
-def node_key(path: Path) -> Key:
+def history_node(path: Path) -> Key:
     """(run, modality, loop) of a benchmark TSV or a history CSV path (:func:`parse_node`)."""
     node = parse_node(path)
     return node.run, node.modality, node.loop
@@ -88,7 +88,7 @@ def collect_costs(benchmark_files: Sequence[Path], histories: Sequence[Path],
     def fill(files: Sequence[Path], what: str, read: Any, cols: tuple[str, str]) -> None:
         """Each file's two values into its node's row; a node seen twice is an error."""
         for f in files:
-            key = node_key(Path(f))
+            key = history_node(Path(f))
             if key in rows and not pd.isna(rows[key][cols[0]]):
                 raise ValueError(f"two {what} for {key}")
             row(key).update(zip(cols, read(Path(f))))

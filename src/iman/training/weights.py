@@ -15,7 +15,7 @@ is recorded in the cache's ``weights.json``. Training jobs are keyed on that con
 (:func:`weights_key`), not on the file's path, so moving the cache retrains nothing.
 
 Faults are caught once, where weights are needed (the first training job the DAG holds,
-:func:`check_once`): every missing, truncated, non-weight (an HTML page), wrong-format,
+:func:`check_weights_once`): every missing, truncated, non-weight (an HTML page), wrong-format,
 wrong-network or wrong-digest file is listed at once, before any job runs. The content check
 (:func:`content_problem`, :mod:`iman.training.weight_content`) reads each file's index, not
 its data: the byte ranges it promises, and its tensor names and shapes against the
@@ -43,7 +43,7 @@ from iman.errors import UserError
 from iman.training.weight_content import FORMATS, ContentError, Signature, read_shapes, sniff
 
 __all__ = ["CATALOG_PATH", "Norm", "Resolved", "Source", "WeightFile", "WeightsError",
-           "cache_dir", "catalog", "check_available", "check_once", "content_problem",
+           "cache_dir", "catalog", "check_available", "check_weights_once", "content_problem",
            "expected_file", "fetch", "file_problem", "locate", "record_origin", "resolve",
            "sha256sum", "weights_key"]
 
@@ -514,7 +514,7 @@ def check_available(model_cfg: Mapping[str, Any], pairs: Iterable[tuple[str, str
 _CHECKED: dict[str, str | None] = {}
 
 
-def check_once(model_cfg: Mapping[str, Any], pairs: Iterable[tuple[str, str]]) -> None:
+def check_weights_once(model_cfg: Mapping[str, Any], pairs: Iterable[tuple[str, str]]) -> None:
     """:func:`check_available`, run once per process for a config: the workflow calls it
     from the first training job the DAG holds, so targets without training never need
     weights, and a run that needs them stops before its first job with every fault."""
