@@ -7,6 +7,7 @@
     iman predict --results results --experiment NAME --sheet cases.csv --out DIR
     iman plan [--configfile F ...] [--config K=V ...]   fingerprint, fit check, suggestions
     iman estimate --cost cost.csv --configfile paper.yaml [--epochs N]   device hours
+    iman rehearse [--configfile F ...] [--config K=V ...]   every kind of job, a few steps
     iman weights list [--check]     pretrained files of the paper protocol, cache status
     iman weights fetch [METHOD ...] download into the cache, verify the checksum, record
     iman weights verify FILE --method M [--variant V] [--configfile F | --size N --frames T]
@@ -139,6 +140,46 @@ def _estimate(args: argparse.Namespace) -> int:
           f"jobs at {epochs} epochs each: {table['hours'].sum():.1f} device hours"
           + (f" (+ {int(unknown['planned_jobs'].sum())} jobs of groups the reduced run did not "
              "train)" if len(unknown) else ""))
+    return 0
+
+
+def _rehearse(args: argparse.Namespace) -> int:
+    """Rehearse every kind of training job of the configured DAG; exit 1 on a failure."""
+    import tempfile
+
+    from snakemake.cli import parse_config
+
+    from iman.config import DEMO_CONFIG, ConfigError, resolve_config
+    from iman.experiments import all_table_nodes
+    from iman.paths import Paths
+    from iman.training.rehearsal import (
+        RehearsalError,
+        data_plan,
+        rehearsal_jobs,
+        rehearse,
+        threads_default,
+        write_resources,
+    )
+
+    try:
+        cfg = resolve_config(args.configfile or [DEMO_CONFIG], parse_config(args.config or []))
+    except (ConfigError, ValueError) as err:
+        print(f"iman rehearse: {err}", file=sys.stderr)
+        return 2
+    paths = Paths(str(Path(args.directory) / cfg["results"]))
+    jobs = rehearsal_jobs(cfg, all_table_nodes(cfg))
+    with tempfile.TemporaryDirectory(prefix="iman-rehearsal-") as work:
+        df = rehearse(jobs, data_plan(cfg, paths), Path(work), args.steps,
+                      args.threads or threads_default(), args.batch_size, args.timeout,
+                      args.only or ())
+    try:
+        write_resources(df, Path(paths.rehearsal_resources), Path(paths.rehearsal_summary))
+    except RehearsalError as err:
+        print(f"measurements of the kinds that ran: {paths.rehearsal_resources}, "
+              f"{paths.rehearsal_summary}", file=sys.stderr)
+        print(f"iman rehearse: {err}", file=sys.stderr)
+        return 1
+    print(Path(paths.rehearsal_summary).read_text(), end="")
     return 0
 
 
@@ -289,6 +330,24 @@ def main(argv: list[str] | None = None) -> int:
                    help="config file(s) of the planned run")
     e.add_argument("--config", nargs="+", action="extend", metavar="KEY=VALUE")
     e.add_argument("--epochs", type=float, help="expected epochs per job")
+    rh = sub.add_parser("rehearse", help="run every kind of training job for a few steps at "
+                        "the configured geometry; write results/rehearsal/resources.csv",
+                        description="One representative per kind (method, variant, modality, "
+                        "T, margin source, first/warm loop, pretrained start): a few optimiser "
+                        "steps, one validation batch, one case evaluated at its original size, "
+                        "the MMG. On the prepared data (results/data), else a small phantom "
+                        "of the configured size. Exit status 1 when a kind fails.")
+    rh.add_argument("--configfile", "--configfiles", nargs="+", action="extend",
+                    metavar="FILE", help="config file(s), in order (default config/config.yaml)")
+    rh.add_argument("--config", nargs="+", action="extend", metavar="KEY=VALUE")
+    rh.add_argument("--directory", default=".", help="the project directory (default: here)")
+    rh.add_argument("--steps", type=int, default=2, help="timed optimiser steps per kind")
+    rh.add_argument("--threads", type=int, help="CPU threads (default: every core)")
+    rh.add_argument("--batch-size", type=int, help="measure at this batch size instead of the "
+                    "configured one (times are scaled back linearly; for a CPU rehearsal)")
+    rh.add_argument("--timeout", type=float, help="seconds per kind before it counts as failed")
+    rh.add_argument("--only", nargs="+", metavar="TEXT", help="only kinds whose key contains "
+                    "one of these (e.g. nunet.paper)")
     w = sub.add_parser("weights", help="pretrained weight files: list, fetch, verify")
     wsub = w.add_subparsers(dest="action", required=True)
     wl = wsub.add_parser("list", help="what the paper protocol expects; cache status")
@@ -312,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     wv.add_argument("--config", nargs="+", action="extend", metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     commands = {"config": _config, "models": _models, "phantom": _phantom, "predict": _predict,
-                "weights": _weights, "estimate": _estimate, "plan": _plan}
+                "weights": _weights, "estimate": _estimate, "plan": _plan,
+                "rehearse": _rehearse}
     return commands[args.command](args)
 
 
