@@ -131,3 +131,45 @@ def test_planted_failure_fails_the_rehearsal_naming_kind_and_job(tmp_path: Path)
     assert (ok["s_per_step"] > 0).all() and (ok["rss_peak_mb"] > 0).all()
     assert (ok["params"] > 0).all() and (ok["data"] == "phantom").all()
     assert set(df.loc[df["status"] != "ok", "method"]) == {"fpn"}
+
+
+def _row(**over: object) -> dict:
+    row = {"kind": "unet.demo/us/-/none/first/random", "status": "ok", "batch_size": 2,
+           "configured_batch_size": 4, "rss_model_mb": 1000.0, "rss_peak_mb": 1500.0,
+           "s_per_step": 2.0, "s_val_batch": 1.0, "s_per_eval_case": 0.5,
+           "s_margins_per_case": float("nan"), "steps_per_epoch": 10, "val_batches": 2,
+           "eval_cases": 20, "max_epochs": 100, "cuda_max_reserved_mb": float("nan"),
+           "device": "cpu"}
+    return {**row, **over}
+
+
+def test_job_resources_scale_the_rehearsal_to_the_job_with_headroom() -> None:
+    from iman.training.rehearsal import job_seconds
+    from iman.training.resources import FALLBACK, HEADROOM, STARTUP_S, job_resources
+
+    # batch 2 -> 4: steps and validation twice as long; growth of memory doubled
+    assert job_seconds(_row(), 100) == pytest.approx(100 * (10 * 4 + 2 * 2) + 20 * 0.5)
+    res = job_resources(_row(), batch_size=4, max_epochs=100)
+    assert res.mem_mb >= 2000 * HEADROOM["mem"] and res.mem_mb < 2000 * HEADROOM["mem"] + 500
+    minutes = (4410 + STARTUP_S) * HEADROOM["runtime"] / 60
+    assert minutes <= res.runtime < minutes + 5 and res.gpu_mem_mb == 0
+    assert job_resources(_row(), 4, 100, attempt=2).mem_mb > res.mem_mb
+    gpu = job_resources(_row(cuda_max_reserved_mb=10000.0), 4, 100)
+    assert gpu.gpu_mem_mb >= 20000 * HEADROOM["gpu_mem"]
+    assert job_resources(None, 4, 100) == FALLBACK
+
+
+def test_estimate_from_a_rehearsal_names_what_it_cannot_estimate() -> None:
+    from iman.reporting.cost import estimate_from_rehearsal, estimate_headline
+
+    cfg = resolve_config([SMOKE])
+    nodes = all_table_nodes(cfg)
+    table = estimate_from_rehearsal(pd.DataFrame([_row()]), cfg["model"], nodes)
+    assert table["planned_jobs"].sum() == len(nodes)
+    measured = table.set_index("kind").loc["unet.demo/us/-/none/first/random"]
+    assert measured["hours"] == pytest.approx(measured["planned_jobs"] * 4410 / 3600)
+    line = estimate_headline(table, "max_epochs", "kind")
+    assert "cannot estimate" in line and f"of {len(nodes)} training jobs" in line
+    nothing = estimate_from_rehearsal(pd.DataFrame([_row(kind="x/y")]), cfg["model"], nodes)
+    line = estimate_headline(nothing, 100, "kind")
+    assert line.startswith("cannot estimate") and "0.0 device hours" not in line

@@ -6,7 +6,8 @@
     iman ingest --layout ... --root ... --out ...   validate + cache a dataset
     iman predict --results results --experiment NAME --sheet cases.csv --out DIR
     iman plan [--configfile F ...] [--config K=V ...]   fingerprint, fit check, suggestions
-    iman estimate --cost cost.csv --configfile paper.yaml [--epochs N]   device hours
+    iman estimate (--cost cost.csv | --rehearsal resources.csv) --configfile paper.yaml
+                  [--epochs N]   device hours
     iman rehearse [--configfile F ...] [--config K=V ...]   every kind of job, a few steps
     iman weights list [--check]     pretrained files of the paper protocol, cache status
     iman weights fetch [METHOD ...] download into the cache, verify the checksum, record
@@ -125,21 +126,25 @@ def _estimate(args: argparse.Namespace) -> int:
 
     from iman.config import ConfigError, resolve_config
     from iman.experiments import all_table_nodes
-    from iman.reporting.cost import estimate_hours
+    from iman.reporting.cost import estimate_from_rehearsal, estimate_headline, estimate_hours
 
     try:
         cfg = resolve_config(args.configfile, parse_config(args.config or []))
     except (ConfigError, ValueError) as err:
         print(f"iman estimate: {err}", file=sys.stderr)
         return 2
-    epochs = args.epochs or cfg["train"]["max_epochs"]
-    table = estimate_hours(pd.read_csv(args.cost), all_table_nodes(cfg), epochs)
+    nodes = all_table_nodes(cfg)
+    if args.rehearsal:
+        table = estimate_from_rehearsal(pd.read_csv(args.rehearsal), cfg["model"], nodes,
+                                        args.epochs)
+        epochs: float | str = args.epochs or "max_epochs"
+        group = "kind"
+    else:
+        epochs = args.epochs or cfg["train"]["max_epochs"]
+        table = estimate_hours(pd.read_csv(args.cost), nodes, epochs)
+        group = "group"
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    unknown = table[table["measured_jobs"] == 0]
-    print(f"\n{len(table['planned_jobs'])} groups, {int(table['planned_jobs'].sum())} training "
-          f"jobs at {epochs} epochs each: {table['hours'].sum():.1f} device hours"
-          + (f" (+ {int(unknown['planned_jobs'].sum())} jobs of groups the reduced run did not "
-             "train)" if len(unknown) else ""))
+    print("\n" + estimate_headline(table, epochs, group))
     return 0
 
 
@@ -321,11 +326,17 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("--config", nargs="+", action="extend", metavar="KEY=VALUE")
     pl.add_argument("--directory", default=".", help="the project directory (default: here)")
     e = sub.add_parser("estimate", help="device hours of a planned run from a reduced run's "
-                       "cost.csv", description="Per method, variant and modality: seconds per "
-                       "epoch and per-job overhead of the reduced run, times the planned run's "
+                       "cost.csv or a rehearsal's resources.csv",
+                       description="--cost: per method, variant and modality, seconds per "
+                       "epoch and per-job overhead of the reduced run; --rehearsal: per kind "
+                       "of job, the rehearsal's predicted job time. Times the planned run's "
                        "training jobs at --epochs epochs (default its max_epochs: an upper "
-                       "bound; early stopping ends most jobs sooner).")
-    e.add_argument("--cost", required=True, help="results/tables/cost.csv of the reduced run")
+                       "bound; early stopping ends most jobs sooner). Jobs without a measured "
+                       "rate are listed as not estimated.")
+    source = e.add_mutually_exclusive_group(required=True)
+    source.add_argument("--cost", help="results/tables/cost.csv of a reduced run")
+    source.add_argument("--rehearsal", help="results/rehearsal/resources.csv of a rehearsal "
+                        "(iman rehearse): predicted time per kind of job")
     e.add_argument("--configfile", nargs="+", required=True, metavar="FILE",
                    help="config file(s) of the planned run")
     e.add_argument("--config", nargs="+", action="extend", metavar="KEY=VALUE")

@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-USER_ERRORS = ("DatasetError", "ConfigError", "PredictError", "ReadError")
+USER_ERRORS = ("DatasetError", "ConfigError", "PredictError", "ReadError", "RehearsalError")
 
 # Every job imports this module before torch: idle OpenMP threads sleep instead of spinning,
 # since several single-threaded jobs share the cores. The job's environment wins (a Snakemake

@@ -235,7 +235,8 @@ def _measure(job: KindJob, data: DataPlan, steps: int, threads: int, work: Path,
     trainer = Trainer(tcfg, _tile(train, bs), _tile(val, bs),
                       CheckpointFiles.in_dir(work), init)
     rss_model = _rss_mb()
-    trainer._train_epoch(0)  # warm-up step (allocator, cuDNN autotune), not timed
+    if trainer.device == "cuda":  # warm-up step (allocator, cuDNN autotune), not timed
+        trainer._train_epoch(0)
     trainer.train_data = _tile(train, bs * steps)
     t0 = time.perf_counter()
     trainer._train_epoch(0)
