@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,10 @@ def test_job_startup_prints_one_row_per_method_with_its_imports() -> None:
     for row in rows.values():
         process, _, epoch, overhead = map(float, row[1:5])
         assert 0 < epoch < process and overhead == pytest.approx(process - epoch, abs=0.02)
+
+
+def test_gpu_rehearsal_refuses_to_run_without_a_gpu() -> None:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_rehearsal.py")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2 and "no CUDA device" in proc.stderr

@@ -139,7 +139,10 @@ def _phantom_data(data: DataPlan, jobs: Sequence[KindJob], work: Path) -> DataPl
 
     prepared = replace(data, root=str(work))
     p = _paths(prepared)
-    settings = {**data.phantom, "n_patients": PHANTOM_PATIENTS}
+    needed = max([data.min_frames] + [1 + (j.frames[0] - 1) * j.frames[1]
+                                      for j in jobs if j.frames])
+    settings = {**data.phantom, "n_patients": PHANTOM_PATIENTS,
+                "n_frames": max(needed + 2, 9)}  # only the frames a job picks from
     sheet = generate(Path(p.phantom_sheet).parent, **settings)
     ingest("sheet", sheet, Path(p.manifest).parent, data.size, min_frames=data.min_frames)
     split_cases(Path(p.manifest), Path(p.splits), (0.5, 0.25, 0.25), 0, 1, False)
