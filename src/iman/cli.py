@@ -174,7 +174,8 @@ def _rehearse(args: argparse.Namespace) -> int:
     paths = Paths(str(Path(args.directory) / cfg["results"]))
     jobs = rehearsal_jobs(cfg, all_table_nodes(cfg))
     with tempfile.TemporaryDirectory(prefix="iman-rehearsal-") as work:
-        df = rehearse(jobs, data_plan(cfg, paths), Path(work), args.steps,
+        cases = args.cases or cfg["rehearsal"]["cases"]
+        df = rehearse(jobs, data_plan(cfg, paths, cases), Path(work), args.steps,
                       args.threads or threads_default(), args.batch_size, args.timeout,
                       args.only or ())
     try:
@@ -356,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     rh.add_argument("--threads", type=int, help="CPU threads (default: every core)")
     rh.add_argument("--batch-size", type=int, help="measure at this batch size instead of the "
                     "configured one (times are scaled back linearly; for a CPU rehearsal)")
+    rh.add_argument("--cases", type=int, help="cases of the planned run, to size its epochs "
+                    "before the data are prepared (default: rehearsal.cases, else the data's)")
     rh.add_argument("--timeout", type=float, help="seconds per kind before it counts as failed")
     rh.add_argument("--only", nargs="+", metavar="TEXT", help="only kinds whose key contains "
                     "one of these (e.g. nunet.paper)")

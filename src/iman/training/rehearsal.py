@@ -288,6 +288,21 @@ def _child(conn: Any, *args: Any) -> None:
         conn.close()
 
 
+def _preload(jobs: Sequence[KindJob]) -> None:
+    """Import what every kind's process needs once, before forking (each child then starts
+    at once, sharing the parent's pages, as a job that has imported them)."""
+    import iman.evaluation.metrics
+    import iman.margins.mmg
+    import iman.training.trainer  # noqa: F401  (torch, the data loading, the registry)
+    from iman.models import get_entry
+
+    for method in {j.protocol["model"] for j in jobs}:
+        try:
+            get_entry(method).constructor()
+        except Exception:  # a broken method fails in its own kind's process
+            continue
+
+
 def _run_kind(job: KindJob, data: DataPlan, steps: int, threads: int, work: Path,
               batch_size: int | None, timeout: float | None) -> dict[str, Any]:
     """One kind in a forked process; a process that dies is a failure saying how."""
@@ -343,12 +358,15 @@ def rehearse(jobs: Sequence[KindJob], data: DataPlan, work: Path, steps: int = 2
              only: Sequence[str] = (), progress: bool = True) -> pd.DataFrame:
     """Rehearse every kind of ``jobs`` (or those whose key contains one of ``only``); one
     row per kind, failures included (``status``, ``error``)."""
+    jobs = [j for j in jobs if not only or any(o in j.kind for o in only)]
     source = "configured data" if _prepared(data, jobs) else "phantom"
     if source == "phantom":
         data = _phantom_data(data, jobs, work / "phantom")
     train, val, evaluated = _epoch_sizes(data)
+    sized_on = "planned cases" if data.train_cases else source
+    _preload(jobs)
     rows = []
-    for i, job in enumerate(j for j in jobs if not only or any(o in j.kind for o in only)):
+    for i, job in enumerate(jobs):
         if progress:
             print(f"[{i + 1}/{len(jobs)}] {job.kind}", flush=True)
         result = _run_kind(job, data, steps, threads, work / f"kind{i}", batch_size, timeout)
@@ -360,7 +378,8 @@ def rehearse(jobs: Sequence[KindJob], data: DataPlan, work: Path, steps: int = 2
             "size": job.protocol["img_size"], "configured_batch_size": conf_bs,
             "amp": job.protocol["amp"], "injection": job.protocol["injection"],
             "planned_jobs": job.planned_jobs, "max_epochs": job.protocol["max_epochs"],
-            "train_cases": train, "steps_per_epoch": math.ceil(train / conf_bs),
+            "sized_on": sized_on, "train_cases": train,
+            "steps_per_epoch": math.ceil(train / conf_bs),
             "val_batches": math.ceil(val / conf_bs), "eval_cases": evaluated,
             "batch_size": bs, **result})
         if progress and result["status"] != "ok":
@@ -383,7 +402,11 @@ def summary_text(df: pd.DataFrame) -> str:
              f"planned jobs) on {df['data'].iloc[0]}, {df['size'].iloc[0]} px; "
              f"{df['train_cases'].iloc[0]} training cases per job -> "
              f"{df['steps_per_epoch'].iloc[0]} steps per epoch at batch "
-             f"{df['configured_batch_size'].iloc[0]}.", ""]
+             f"{df['configured_batch_size'].iloc[0]}."]
+    if df["sized_on"].iloc[0] == "phantom":
+        lines.append("Epochs are sized on the rehearsal's phantom split: set rehearsal.cases "
+                     "(or --cases) to the planned run's case count for its wall times.")
+    lines.append("")
     for _, r in df.iterrows():
         if r["status"] != "ok":
             lines.append(f"FAILED {r['kind']} (job {r['job']}): {r['error']}")
