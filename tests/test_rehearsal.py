@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,11 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import snakemake
 
 from iman.config import ConfigError, resolve_config
 from iman.experiments import all_table_nodes, experiment_nodes, table_specs
 from iman.models.registry import catalogue, get_entry
 from iman.training.kinds import Kind, node_kind, plan_kinds
+from iman.training.resources import job_resources
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "config" / "paper.yaml"
@@ -150,7 +153,7 @@ def test_job_resources_scale_the_rehearsal_to_the_job_with_headroom() -> None:
     # batch 2 -> 4: steps and validation twice as long; growth of memory doubled
     assert job_seconds(_row(), 100) == pytest.approx(100 * (10 * 4 + 2 * 2) + 20 * 0.5)
     res = job_resources(_row(), batch_size=4, max_epochs=100)
-    assert res.mem_mb >= 2000 * HEADROOM["mem"] and res.mem_mb < 2000 * HEADROOM["mem"] + 500
+    assert res.mem_mb >= 2000 * HEADROOM["mem"] and res.mem_mb < 2000 * HEADROOM["mem"] + 100
     minutes = (4410 + STARTUP_S) * HEADROOM["runtime"] / 60
     assert minutes <= res.runtime < minutes + 5 and res.gpu_mem_mb == 0
     assert job_resources(_row(), 4, 100, attempt=2).mem_mb > res.mem_mb
@@ -173,3 +176,34 @@ def test_estimate_from_a_rehearsal_names_what_it_cannot_estimate() -> None:
     nothing = estimate_from_rehearsal(pd.DataFrame([_row(kind="x/y")]), cfg["model"], nodes)
     line = estimate_headline(nothing, 100, "kind")
     assert line.startswith("cannot estimate") and "0.0 device hours" not in line
+
+
+SMALL = ['tables={"table1": {"methods": ["unet", "fpn"]}, "table2": {"control": false, '
+         '"oracle": false, "mismatched": false}, "table3": {"frames": [3]}, '
+         '"table4": {"kernels": [50], "filters": ["none"]}, "table5": {"backbones": []}}']
+
+
+@pytest.mark.dag
+def test_rehearse_target_measures_every_kind_and_sizes_the_train_jobs(tmp_path: Path) -> None:
+    snakemake(tmp_path, "rehearse", "--config", *SMALL)
+    df = pd.read_csv(tmp_path / "results" / "rehearsal" / "resources.csv")
+    cfg = resolve_config([SMOKE], {"tables": {
+        "table1": {"methods": ["unet", "fpn"]}, "table2": {"control": False, "oracle": False,
+                                                           "mismatched": False},
+        "table3": {"frames": [3]}, "table4": {"kernels": [50], "filters": ["none"]},
+        "table5": {"backbones": []}}})
+    kinds = {k.key for k in plan_kinds(cfg["model"], all_table_nodes(cfg)).nodes}
+    assert set(df["kind"]) == kinds and (df["status"] == "ok").all()
+    assert (df["s_per_step"] > 0).all() and (df["rss_peak_mb"] > 0).all()
+    assert df["planned_jobs"].sum() == len(all_table_nodes(cfg))
+    assert "Rehearsal of" in (tmp_path / "results" / "rehearsal" / "summary.txt").read_text()
+    dry = snakemake(tmp_path, "-n", "--workflow-profile", str(ROOT / "profiles" / "slurm"),
+                    "tables", "--config", *SMALL)
+    out = dry.stdout + dry.stderr
+    train = [block for block in out.split("rule ")[1:] if block.startswith("train:")]
+    asked = [(int(re.search(r"mem_mb=(\d+)", b)[1]), int(re.search(r"runtime=(\d+)", b)[1]))
+             for b in train]
+    assert len(asked) == len(all_table_nodes(cfg)), out[-3000:]
+    expected = {(r.mem_mb, r.runtime) for r in (
+        job_resources(row, 4, 2) for row in df.to_dict("records"))}
+    assert set(asked) <= expected and (4000, 60) not in asked

@@ -74,6 +74,6 @@ def job_resources(row: dict[str, Any] | None, batch_size: int, max_epochs: int,
     gpu_mb = 0 if gpu is None or pd.isna(gpu) else _round_up(
         gpu * scale * HEADROOM["gpu_mem"] * grow, 1024)
     return JobResources(
-        mem_mb=_round_up(rss * HEADROOM["mem"] * grow, 500),
+        mem_mb=_round_up(rss * HEADROOM["mem"] * grow, 100),
         runtime=max(10, _round_up((seconds + STARTUP_S) * HEADROOM["runtime"] * grow / 60, 5)),
         gpu_mem_mb=gpu_mb)
