@@ -80,9 +80,9 @@ def test_demo_variants_at_other_sizes(name: str) -> None:
             assert model(torch.randn(1, c, size, size)).shape == (1, 1, size, size)
 
 
-def test_nunet_paper_needs_multiple_of_128_and_has_2368_bottleneck() -> None:
-    with pytest.raises(ValueError, match="128"):
-        nunet.build_nunet({"us": 1}, 64)
+def test_nunet_paper_pads_to_a_multiple_of_128_and_has_2368_bottleneck() -> None:
+    assert nunet._pad_to(320, 320, 128) == (32, 32, 32, 32)  # the paper's 320 px -> 384
+    assert nunet._pad_to(64, 100, 128) == (14, 14, 32, 32)
     with torch.device("meta"):
         model = nunet.build_nunet({"us": 3}, 384)
     assert model.dec[0][0].in_channels == 512 + 2368  # skip M_6 + 7-map bottleneck
