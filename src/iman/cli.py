@@ -175,9 +175,11 @@ def _rehearse(args: argparse.Namespace) -> int:
     jobs = rehearsal_jobs(cfg, all_table_nodes(cfg))
     with tempfile.TemporaryDirectory(prefix="iman-rehearsal-") as work:
         cases = args.cases or cfg["rehearsal"]["cases"]
+        partial = Path(paths.rehearsal_resources).with_suffix(".partial.csv")
         df = rehearse(jobs, data_plan(cfg, paths, cases), Path(work), args.steps,
                       args.threads or threads_default(), args.batch_size, args.timeout,
-                      args.only or ())
+                      args.only or (), partial=partial)
+    partial.unlink(missing_ok=True)
     try:
         write_resources(df, Path(paths.rehearsal_resources), Path(paths.rehearsal_summary))
     except RehearsalError as err:

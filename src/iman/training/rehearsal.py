@@ -265,12 +265,13 @@ def _measure(job: KindJob, data: DataPlan, steps: int, threads: int, work: Path,
                      threshold=job.threshold)
         s_margins = time.perf_counter() - t0
     cuda = trainer.device == "cuda"
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "device": (f"cuda:{torch.cuda.get_device_name()}" if cuda else "cpu"),
         "threads": threads, "params": count_parameters(trainer.model), "batch_size": bs,
         "steps": steps, "s_per_step": s_step, "s_val_batch": s_val, "s_per_eval_case": s_eval,
         "s_margins_per_case": s_margins, "rss_model_mb": rss_model,
-        "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_peak_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime,
         "cuda_max_allocated_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
         "cuda_max_reserved_mb": torch.cuda.max_memory_reserved() / 2**20 if cuda else None,
     }
@@ -355,9 +356,11 @@ def job_seconds(row: Mapping[str, Any], epochs: float) -> float:
 
 def rehearse(jobs: Sequence[KindJob], data: DataPlan, work: Path, steps: int = 2,
              threads: int = 1, batch_size: int | None = None, timeout: float | None = None,
-             only: Sequence[str] = (), progress: bool = True) -> pd.DataFrame:
+             only: Sequence[str] = (), progress: bool = True,
+             partial: Path | None = None) -> pd.DataFrame:
     """Rehearse every kind of ``jobs`` (or those whose key contains one of ``only``); one
-    row per kind, failures included (``status``, ``error``)."""
+    row per kind, failures included (``status``, ``error``). ``partial``: rewritten after
+    every kind with the rows so far (a rehearsal stopped half-way keeps its figures)."""
     jobs = [j for j in jobs if not only or any(o in j.kind for o in only)]
     source = "configured data" if _prepared(data, jobs) else "phantom"
     if source == "phantom":
@@ -384,6 +387,9 @@ def rehearse(jobs: Sequence[KindJob], data: DataPlan, work: Path, steps: int = 2
             "batch_size": bs, **result})
         if progress and result["status"] != "ok":
             print(f"    FAILED: {result['error']}", flush=True)
+        if partial is not None:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            _with_predictions(pd.DataFrame(rows)).to_csv(partial, index=False)
     return _with_predictions(pd.DataFrame(rows))
 
 
