@@ -207,3 +207,13 @@ def test_rehearse_target_measures_every_kind_and_sizes_the_train_jobs(tmp_path: 
     expected = {(r.mem_mb, r.runtime) for r in (
         job_resources(row, 4, 2) for row in df.to_dict("records"))}
     assert set(asked) <= expected and (4000, 60) not in asked
+
+
+def test_card_size_multiple_is_checked_and_read_per_variant() -> None:
+    from iman.models.registry import _card_problems
+
+    card = get_entry("fpn")
+    assert any("size_multiple" in p for p in _card_problems(replace(card, size_multiple=0),
+                                                            "fpn"))
+    assert card.size_problem("paper", 320) is None and card.size_problem("demo", 48) is None
+    assert "divisible by 32" in card.size_problem("paper", 48)
