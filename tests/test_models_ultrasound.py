@@ -90,6 +90,15 @@ def test_nunet_paper_pads_to_a_multiple_of_128_and_has_2368_bottleneck() -> None
     assert len(model.chains) == 6 and [len(c) for c in model.chains] == [6, 5, 4, 3, 2, 1]
 
 
+def test_nunet_paper_variant_runs_forward_and_backward_at_the_papers_320_px() -> None:
+    with torch.device("meta"):  # shapes only: the paper network at IMAN's input size
+        model = nunet.build_nunet({"us": 3}, 320)
+        out = model(torch.randn(2, 3, 320, 320), torch.rand(2, 1, 320, 320))
+        out.sum().backward()
+    assert out.shape == (2, 1, 320, 320)
+    assert model.head.weight.grad is not None
+
+
 def test_haam_block_matches_formula() -> None:
     block = aaunet.HAAM(64, 64)
     assert count_parameters(block) == 275_905
