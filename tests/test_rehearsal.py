@@ -147,8 +147,7 @@ def _row(**over: object) -> dict:
 
 
 def test_job_resources_scale_the_rehearsal_to_the_job_with_headroom() -> None:
-    from iman.training.rehearsal import job_seconds
-    from iman.training.resources import FALLBACK, HEADROOM, STARTUP_S, job_resources
+    from iman.training.resources import FALLBACK, HEADROOM, STARTUP_S, job_resources, job_seconds
 
     # batch 2 -> 4: steps and validation twice as long; growth of memory doubled
     assert job_seconds(_row(), 100) == pytest.approx(100 * (10 * 4 + 2 * 2) + 20 * 0.5)

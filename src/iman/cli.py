@@ -157,7 +157,7 @@ def _rehearse(args: argparse.Namespace) -> int:
     from iman.config import DEMO_CONFIG, ConfigError, resolve_config
     from iman.experiments import all_table_nodes
     from iman.paths import Paths
-    from iman.training.rehearsal import (
+    from iman.rehearsal import (
         RehearsalError,
         data_plan,
         rehearsal_jobs,

@@ -267,7 +267,7 @@ def get_curve_inputs(wildcards) -> list[str]:
 # ---- rehearsal and the train rule's resources (docs/slurm.md) --------------------------------
 from iman.config import method_train
 from iman.training.kinds import node_kind
-from iman.training.rehearsal import data_plan, rehearsal_jobs
+from iman.rehearsal import data_plan, rehearsal_jobs
 from iman.training.resources import job_resources, read_resources
 
 

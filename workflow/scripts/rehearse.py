@@ -5,7 +5,7 @@ from pathlib import Path
 
 from _log import run_logged
 
-from iman.training.rehearsal import rehearse, write_resources
+from iman.rehearsal import rehearse, write_resources
 
 sm = snakemake  # noqa: F821
 

@@ -166,7 +166,7 @@ def estimate_from_rehearsal(resources: pd.DataFrame, model_cfg: Any, nodes: list
     rehearsed ``max_epochs``) times its planned jobs. A kind the rehearsal did not measure
     (absent, or failed) has NaN hours: listed, not guessed."""
     from iman.training.kinds import node_kind
-    from iman.training.rehearsal import job_seconds
+    from iman.training.resources import job_seconds
 
     measured = {r["kind"]: r for r in resources[resources["status"] == "ok"].to_dict("records")}
     planned: dict[str, int] = {}

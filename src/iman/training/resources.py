@@ -3,9 +3,9 @@
 
 Memory: the RSS after the model was built plus the growth during the steps, the growth
 scaled linearly from the measured to the job's batch size, times :data:`HEADROOM` ``mem``.
-Runtime: the kind's predicted job time (:func:`iman.training.rehearsal.job_seconds`) at the
-job's ``max_epochs`` (an upper bound: early stopping ends most jobs sooner) plus a fixed
-start-up allowance, times ``runtime``. GPU memory: ``max_memory_reserved`` likewise (only
+Runtime: the kind's predicted job time at the job's ``max_epochs`` (:func:`job_seconds`; an
+upper bound: early stopping ends most jobs sooner) plus a fixed start-up allowance, times
+``runtime``. GPU memory: ``max_memory_reserved`` likewise (only
 when the rehearsal ran on CUDA). Each retry (``attempt``) asks for 50 % more memory and time.
 """
 
@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["FALLBACK", "HEADROOM", "JobResources", "job_resources", "read_resources"]
+__all__ = ["FALLBACK", "HEADROOM", "JobResources", "job_resources", "job_seconds",
+           "read_resources"]
 
 HEADROOM = {"mem": 1.3, "runtime": 1.5, "gpu_mem": 1.2}
 """Factors over the rehearsal's measurements (docs/slurm.md)."""
@@ -59,11 +61,19 @@ def _round_up(value: float, step: int) -> int:
     return int(math.ceil(value / step) * step)
 
 
+def job_seconds(row: Mapping[str, Any], epochs: float) -> float:
+    """Predicted wall seconds of one job of a kind at ``epochs`` epochs (steps scaled
+    linearly from the measured to the configured batch size)."""
+    scale = row["configured_batch_size"] / row["batch_size"]
+    per_epoch = (row["steps_per_epoch"] * row["s_per_step"] * scale
+                 + row["val_batches"] * row["s_val_batch"] * scale)
+    margins = row["s_margins_per_case"] if pd.notna(row["s_margins_per_case"]) else 0.0
+    return epochs * per_epoch + row["eval_cases"] * (row["s_per_eval_case"] + margins)
+
+
 def job_resources(row: dict[str, Any] | None, batch_size: int, max_epochs: int,
                   attempt: int = 1) -> JobResources:
     """Resources of a job of the kind measured in ``row`` (:data:`FALLBACK` when None)."""
-    from iman.training.rehearsal import job_seconds
-
     if row is None:
         return FALLBACK
     grow = 1 + RETRY_GROWTH * (attempt - 1)

@@ -1,4 +1,5 @@
-"""Rehearsal: one representative of every kind of training job (:mod:`iman.training.kinds`)
+"""Rehearsal (workflow glue: it runs the training, margins and evaluation stages): one
+representative of every kind of training job (:mod:`iman.training.kinds`)
 runs a few steps at the configured geometry, and its time and memory are recorded.
 
 Each kind runs in its own forked process (its peak RSS is its own; a crash or an
@@ -27,8 +28,9 @@ import pandas as pd
 from iman.errors import UserError
 from iman.experiments import Node, margin_source, parse_name
 from iman.training.kinds import Kind, plan_kinds
+from iman.training.resources import job_seconds
 
-__all__ = ["DataPlan", "KindJob", "RehearsalError", "data_plan", "job_seconds",
+__all__ = ["DataPlan", "KindJob", "RehearsalError", "data_plan",
            "rehearsal_jobs", "rehearse", "summary_text", "threads_default", "write_resources"]
 
 PHANTOM_PATIENTS = 6
@@ -342,16 +344,6 @@ def _epoch_sizes(data: DataPlan) -> tuple[int, int, int]:
               len(split["train"]) + len(split["val"]) + len(split["test"]))
     return (data.train_cases or counts[0], data.val_cases or counts[1],
             data.eval_cases or counts[2])
-
-
-def job_seconds(row: Mapping[str, Any], epochs: float) -> float:
-    """Predicted wall seconds of one job of a kind at ``epochs`` epochs (steps scaled
-    linearly from the measured to the configured batch size)."""
-    scale = row["configured_batch_size"] / row["batch_size"]
-    per_epoch = (row["steps_per_epoch"] * row["s_per_step"] * scale
-                 + row["val_batches"] * row["s_val_batch"] * scale)
-    margins = row["s_margins_per_case"] if pd.notna(row["s_margins_per_case"]) else 0.0
-    return epochs * per_epoch + row["eval_cases"] * (row["s_per_eval_case"] + margins)
 
 
 def rehearse(jobs: Sequence[KindJob], data: DataPlan, work: Path, steps: int = 2,
