@@ -3,7 +3,8 @@
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
-from iman.config import DEMO_CONFIG, ConfigError, resolve_config
+from iman.config import DEMO_CONFIG, resolve_config
+from iman.errors import UserError
 
 min_version("9.0")
 
@@ -15,7 +16,7 @@ try:
         list(workflow.config_settings.configfiles) or [DEMO_CONFIG],
         workflow.config_settings.config,
     )
-except ConfigError as err:  # the problem list alone, no traceback in front of it
+except UserError as err:  # the problem list alone, no traceback in front of it
     raise WorkflowError(str(err)) from None
 config.clear()
 config.update(_resolved)

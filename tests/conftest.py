@@ -41,7 +41,8 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
 
 
 LONGEST_FIRST = ("test_overfit.py", "test_workflow.py", "test_slurm.py", "test_report_check.py",
-                 "test_predict.py", "test_plugins.py", "test_weights.py")
+                 "test_predict.py", "test_errors.py", "test_plugins.py", "test_weights.py",
+                 "test_weight_content.py")
 """Files handed out first under ``pytest -n auto --dist loadfile`` (``make test``): the
 longest, so none of them starts last on an otherwise idle worker."""
 
@@ -124,3 +125,74 @@ def _build_smoke(work: Path) -> Path:
 def smoke_copy(smoke_run: Path, tmp_path: Path) -> Path:
     """A private copy of the finished smoke run, for tests that change config or inputs."""
     return copy_run(smoke_run, tmp_path / "run")
+
+
+PERTURBATION = 1e-7
+"""Relative size of the perturbation of :func:`smoke_perturbed`: another CPU's rounding (and
+the training noise it seeds) moves numbers by far more; 1e-7 is enough to move the 7th
+significant digit, where a test that leans on a file's rounding breaks."""
+PERTURB_KEEP = frozenset({"seed", "fold", "loop", "empty_pred", "epochs", "n_test"})
+"""Float-typed columns that are counts, flags or keys, never perturbed."""
+
+
+def perturb_csv(path: Path, sep: str = ",") -> int:
+    """Move every float of a CSV/TSV by :data:`PERTURBATION` towards 0.5 (x' = x + ε·(0.5 − x)),
+    in place: a number in [0, 1] stays in it and a non-negative one stays non-negative, so a
+    physical bound holds while every digit from the 7th on changes. Returns the values moved."""
+    import pandas as pd
+
+    df = pd.read_csv(path, sep=sep, dtype={"case_id": str})
+    moved = 0
+    for col in df.columns:
+        if col not in PERTURB_KEEP and df[col].dtype.kind == "f":
+            df[col] = df[col] + PERTURBATION * (0.5 - df[col])
+            moved += int(df[col].notna().sum())
+    df.to_csv(path, sep=sep, index=False)
+    return moved
+
+
+def perturb_summary(path: Path) -> int:
+    """:func:`perturb_csv` for the metric means of an experiment's ``summary.json``
+    (``branches``: each branch's test means and stds, validation and test DSC by loop)."""
+    import json
+
+    def move(x: object) -> tuple[object, int]:
+        if isinstance(x, float):
+            return x + PERTURBATION * (0.5 - x), 1
+        if isinstance(x, dict):
+            items = {k: move(v) for k, v in x.items()}
+            return {k: v for k, (v, _) in items.items()}, sum(n for _, n in items.values())
+        return x, 0
+
+    summary = json.loads(path.read_text())
+    summary["branches"], moved = move(summary["branches"])
+    path.write_text(json.dumps(summary, indent=1))
+    return moved
+
+
+@pytest.fixture(scope="session")
+def smoke_perturbed(smoke_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the smoke run whose per-case metrics and job benchmarks were perturbed
+    (:func:`perturb_csv`) and whose statistics, tables and cost table were then recomputed by
+    the workflow itself (Snakemake re-runs what reads the changed files): the same run as if
+    another machine's floats had produced it. The numeric assertions of the smoke DAG run on
+    both (``smoke_numbers``), so a test whose tolerance leans on one machine's rounding fails
+    here too."""
+    work = copy_run(smoke_run, tmp_path_factory.mktemp("perturbed") / "run")
+    results = work / "results"
+    moved = sum(perturb_csv(f) for f in (results / "experiments").glob("*/per_case.csv"))
+    moved += sum(perturb_summary(f) for f in (results / "experiments").glob("*/summary.json"))
+    moved += sum(perturb_csv(f, "\t") for f in (results / "benchmarks").rglob("*.tsv"))
+    assert moved > 0, "nothing to perturb in the smoke run"
+    # the job benchmarks are a param of rule cost (written beside each job, not a rule
+    # output), so a changed benchmark re-runs nothing by itself: force that one rule
+    snakemake(work, "tables", "cost", "--forcerun", "cost")
+    return work
+
+
+@pytest.fixture(params=["as built", "perturbed"])
+def smoke_numbers(request: pytest.FixtureRequest) -> Path:
+    """The smoke run, then its perturbed copy (:func:`smoke_perturbed`): for the tests that
+    check numbers the workflow wrote."""
+    name = "smoke_run" if request.param == "as built" else "smoke_perturbed"
+    return request.getfixturevalue(name)

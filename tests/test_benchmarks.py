@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -52,6 +53,38 @@ def test_job_startup_prints_one_row_per_method_with_its_imports() -> None:
     for row in rows.values():
         process, _, epoch, overhead = map(float, row[1:5])
         assert 0 < epoch < process and overhead == pytest.approx(process - epoch, abs=0.02)
+
+
+@pytest.mark.slow
+def test_weights_check_times_each_paper_file_and_the_start_up_check() -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "weights_check.py"),
+                           "--repeats", "1"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("resnet50-19c8e357.pth", "R50+ViT-B_16.npz", "swin_tiny_patch4_window7_224.pth",
+                 "gluon_resnext101_32x4d-b253c8c4.pth"):
+        assert name in proc.stdout
+    assert "check_available" in proc.stdout
+
+
+@pytest.mark.dag
+def test_dag_build_prints_the_smoke_dry_run_and_compares_job_lists(tmp_path: Path) -> None:
+    """benchmarks/dag_build.py on a 10-patient phantom: one row with the smoke DAG's job count,
+    and ``--dump`` finds a tree's job list equal to itself (rule, wildcards, files, params)."""
+    script = str(ROOT / "benchmarks" / "dag_build.py")
+    common = ["--cases", "smoke", "--patients", "10", "--work", str(tmp_path / "work")]
+    proc = subprocess.run([sys.executable, script, *common, "--repeats", "1"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    row = proc.stdout.splitlines()[1].split()
+    assert row[0] == "smoke" and int(row[2]) > int(row[3]) > 0  # jobs > training jobs > 0
+    dump = tmp_path / "jobs"
+    proc = subprocess.run([sys.executable, script, *common, "--trees", str(ROOT), str(ROOT),
+                           "--dump", str(dump)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0 and "identical" in proc.stdout, proc.stdout + proc.stderr
+    jobs = json.loads(next(dump.glob("0-*-smoke.json")).read_text())
+    train = [j for j in jobs if j["rule"] == "train"]
+    assert train and all({"protocol", "fold", "margins_threshold"} <= set(j["params"])
+                         for j in train)
 
 
 def test_gpu_rehearsal_refuses_to_run_without_a_gpu() -> None:

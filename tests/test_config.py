@@ -63,6 +63,12 @@ def test_paper_config_takes_the_schema_default_for_every_key_it_does_not_set(
     assert {k: printed[k] for k in named} == named
 
 
+def test_paper_config_sets_only_what_differs_from_the_schema_defaults() -> None:
+    named = _leaves(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()))
+    defaults = _leaves(DEFAULTS)
+    assert [k for k in named if k in defaults and named[k] == defaults[k]] == []
+
+
 def test_the_demo_config_is_used_only_when_no_file_is_named(tmp_path: Path) -> None:
     demo = _leaves(resolve_config([DEMO_CONFIG]))
     assert demo["train.loop_lr_decay"] == 0.5 and demo["data.size"] == 64

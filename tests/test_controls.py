@@ -164,7 +164,9 @@ def test_oracle_margins_are_the_mmg_of_each_ground_truth_mask(tmp_path: Path) ->
         assert sorted(npz.files) == sorted(masks)
         for case, mask in masks.items():
             expected = margin_mask(mask.astype(np.float32), 50, "gaussian", (128, 96), 0.5)
-            np.testing.assert_allclose(npz[case].astype(np.float32), expected, atol=1e-3)
+            # stored as float16 in [0, 1]: rounding error ≤ half an ulp below 1, 2⁻¹²
+            np.testing.assert_allclose(npz[case].astype(np.float32), expected, rtol=0,
+                                       atol=2.0**-12)
             assert npz[case].max() > 0.5  # a band exists around every lesion
 
 
@@ -217,6 +219,19 @@ def test_smallest_p_by_hand() -> None:
     assert smallest_p(5) == pytest.approx(2 / 32)
     assert smallest_p(7) == pytest.approx(1 / 64)  # the old 7-case test set: nothing after Holm
     assert smallest_p(42, n_flips=20_000) == pytest.approx(1 / 20_001)
+
+
+def test_holm_family_sizes_are_read_per_modality_from_the_stats() -> None:
+    from iman.evaluation.power import family_sizes
+
+    # Table I: 11 methods tested on US, 8 on CEUS (two metrics each): not one size for both
+    rows = [{"table": "table1", "modality": mod, "metric": met, "row": f"method=m{i}"}
+            for mod, n in (("us", 11), ("ceus", 8)) for i in range(n)
+            for met in ("std_dsc", "std_hd_mm")]
+    stats = pd.DataFrame([*rows, {"table": "table2", "modality": "us", "metric": "std_dsc",
+                                   "row": "x"}])
+    assert family_sizes(stats, "table1", "std_dsc") == {"us": 11, "ceus": 8}
+    assert family_sizes(stats, "table2", "std_dsc") == {"us": 1}
 
 
 def test_power_grows_with_the_shift_and_stays_near_alpha_without_one() -> None:

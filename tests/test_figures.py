@@ -67,10 +67,14 @@ def _assert_outputs(paths: tuple[Path, Path], size_in: tuple[float, float]) -> n
     return img
 
 
-def _has_colour(img: np.ndarray, hex_colour: str, tol: float = 0.12, min_px: int = 20) -> bool:
+def _n_colour(img: np.ndarray, hex_colour: str, tol: float = 0.12) -> int:
+    """Pixels of ``img`` within ``tol`` of a colour."""
     rgb = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]) / 255.0
-    close = np.all(np.abs(img[..., :3] - rgb) < tol, axis=-1)
-    return int(close.sum()) >= min_px
+    return int(np.all(np.abs(img[..., :3] - rgb) < tol, axis=-1).sum())
+
+
+def _has_colour(img: np.ndarray, hex_colour: str, tol: float = 0.12, min_px: int = 20) -> bool:
+    return _n_colour(img, hex_colour, tol) >= min_px
 
 
 def test_qualitative_grid(inputs: dict, tmp_path: Path) -> None:
@@ -241,8 +245,17 @@ def test_forest_plot(tmp_path: Path) -> None:
         "n_runs": 1, "n_cases": [7, 7, 7, 7], "mean_diff": [-0.1, 0.02, 0.05, 1.0],
         "ci_low": [-0.2, -0.05, 0.01, 0.5], "ci_high": [-0.02, 0.08, 0.09, 1.5],
         "p": [0.01, 0.6, 0.03, 0.02], "p_holm": [0.02, 0.6, 0.03, 0.02],
-        "effect_size": [-0.8, 0.1, 0.7, 0.9]})
+        "effect_size": [-0.8, 0.1, 0.7, 0.9],
+        "better": ["positive"] * 3 + ["negative"],
+        "comparison": ["UNet vs IMAN", "FPN vs IMAN", "MMG vs baseline", "UNet vs IMAN"]})
     stats.to_csv(tmp_path / "stats.csv", index=False)
     png, pdf = F.forest_plot(tmp_path / "stats.csv", *_out(tmp_path / "forest"))
     assert png.stat().st_size > 1000 and pdf.stat().st_size > 1000
-    assert _has_colour(_png(png), "#d62728")  # the significant comparisons are filled
+    # UNet is significantly worse than IMAN on US DSC (red ▼), MMG better on CEUS (green ▲)
+    assert _has_colour(_png(png), "#d62728") and _has_colour(_png(png), "#1a7f37")
+    only_better = stats[stats["mean_diff"] > 0].assign(metric="std_dsc", better="positive")
+    only_better.to_csv(tmp_path / "better.csv", index=False)
+    png2, _ = F.forest_plot(tmp_path / "better.csv", *_out(tmp_path / "forest2"))
+    # the legend shows both marks; the panels of png2 add green ones only
+    assert _n_colour(_png(png2), "#d62728") < _n_colour(_png(png), "#d62728")
+    assert _n_colour(_png(png2), "#1a7f37") >= _n_colour(_png(png), "#1a7f37")

@@ -207,7 +207,7 @@ def test_tiny_and_empty_folds(hand_built: tuple[Path, Path], tmp_path: Path) -> 
     assert [f.message for f in errors] == ["the hold-out split has no val case"]
 
 
-def test_an_error_stops_the_check_and_writes_nothing(
+def test_an_error_is_recorded_by_the_rule_and_stops_only_training(
         hand_built: tuple[Path, Path], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     manifest, cache = hand_built
@@ -219,10 +219,14 @@ def test_an_error_stops_the_check_and_writes_nothing(
                                              "test": ["B"]}]}))
     write_split_counts(fp_file, splits, counts)
     out = tmp_path / "protocol_check.json"
-    with pytest.raises(ConfigError) as err:
-        write_protocol_check(fp_file, counts, _settings(mismatched=True), out)
-    assert "tables.table2.mismatched" in str(err.value) and "train subset" in str(err.value)
-    assert not out.exists()
+    # the rule records the error and succeeds: preparing the data never needs a trainable
+    # config (snakemake data); the DAG-time check_once stops training with it
+    findings = write_protocol_check(fp_file, counts, _settings(mismatched=True), out)
+    record = json.loads(out.read_text())
+    errors = [f for f in record["findings"] if f["level"] == "error"]
+    assert record["n_errors"] == len(errors) == sum(f.level == "error" for f in findings) > 0
+    assert any("tables.table2.mismatched" in json.dumps(e) and "train subset" in json.dumps(e)
+               for e in errors)
     # check_once: printed once (when announced), an error every time
     ok = _settings(mismatched=False)
     assert "protocol check:" in check_once(ok, fp_file, counts, announce=False)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from iman.evaluation.metrics import (
+    EMPTY_PRED,
     METRIC_COLUMNS,
     boundary_distances,
     case_metrics,
@@ -159,13 +160,24 @@ def test_case_metrics_resizes_to_original_and_keeps_paper_at_working_size() -> N
     mask_orig = np.zeros((8, 8), dtype=np.uint8)
     mask_orig[:, :4] = 1
     m = case_metrics(prob.astype(np.float16), mask_work, mask_orig, spacing_mm=0.2)
-    assert list(m) == list(METRIC_COLUMNS)
+    assert list(m) == [*METRIC_COLUMNS, EMPTY_PRED] and m[EMPTY_PRED] == 0.0
     # bilinear 4→8: columns 3 and 4 become 0.7 and 0.3, so the split stays at the middle
     assert m["std_dsc"] == pytest.approx(1.0)
     assert m["std_hd_mm"] == 0.0
     # 2·8·0.9 / (8·0.81 + 8·0.01 + 8) = 14.4 / 14.56 (float16 rounding of 0.9 and 0.1)
     assert m["paper_soft_dsc"] == pytest.approx(14.4 / 14.56, abs=1e-3)
     assert m["paper_row_hd"] == pytest.approx(0.2, abs=1e-3)  # sqrt(4 · 0.1²)
+
+
+def test_an_empty_prediction_is_flagged_and_scored_with_the_diagonal() -> None:
+    mask_orig = np.zeros((30, 40), dtype=np.uint8)
+    mask_orig[10:20, 10:20] = 1
+    prob = np.full((8, 8), 0.4, dtype=np.float32)  # nothing reaches 0.5
+    m = case_metrics(prob, (prob > 0.5).astype(np.uint8), mask_orig, spacing_mm=0.5)
+    assert m[EMPTY_PRED] == 1.0 and m["std_dsc"] == 0.0
+    assert m["std_hd_mm"] == m["std_hd95_mm"] == pytest.approx(50 * 0.5)  # hypot(30, 40)
+    none = case_metrics(prob, np.zeros((8, 8), np.uint8), np.zeros((30, 40), np.uint8), 0.5)
+    assert none[EMPTY_PRED] == 0.0  # both empty: a correct prediction, no penalty
 
 
 def test_case_metrics_rejects_bad_input() -> None:
@@ -179,3 +191,17 @@ def test_metric_columns_labels() -> None:
     assert all(k.startswith(("std_", "paper_")) for k in METRIC_COLUMNS)
     assert METRIC_COLUMNS["std_hd95_mm"] == ("standard", "HD95 (mm)", False)
     assert METRIC_COLUMNS["paper_soft_dsc"][2] is True
+
+
+def test_metric_facts_live_in_one_table_that_tables_stats_and_figures_read() -> None:
+    from iman.evaluation.comparisons import STAT_METRICS
+    from iman.evaluation.metrics import METRICS
+    from iman.evaluation.paper_tables import PAPER_BESIDE, REPORTED
+    from iman.reporting import figures, tables
+
+    by_column = {m.column: m for m in METRICS}
+    for short, (column, higher) in REPORTED.items():
+        assert by_column[column].short == short and by_column[column].higher is higher
+        assert tables._HEAD[short] == figures._METRIC_LABEL[short] == by_column[column].label
+    assert STAT_METRICS == {"std_dsc": ("DSC", True), "std_hd_mm": ("HD (mm)", False)}
+    assert PAPER_BESIDE == {"soft_dsc": "dsc", "row_hd": "hd"}

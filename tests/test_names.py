@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -115,3 +116,38 @@ def test_input_keys_are_distinct_per_kind() -> None:
             node_key(node, "pred")]
     assert len(set(keys)) == len(keys)
     assert summary_key("a") != summary_key("b") and pred_key("a", node) != pred_key("b", node)
+
+
+def test_enums_live_in_names_and_the_readers_and_registry_use_them() -> None:
+    from iman.data.ingest.layouts import LAYOUTS
+    from iman.models import registry
+    from iman.names import INJECTIONS, LAYOUT_NAMES, MODALITIES
+
+    assert tuple(LAYOUTS) == LAYOUT_NAMES  # one reader per layout name, and no other
+    assert registry.INJECTIONS is INJECTIONS and registry.MODALITIES is MODALITIES
+
+
+def test_no_modality_tuple_outside_names() -> None:
+    # docs/contracts.md: iman.names owns the enums; a literal ("us", "ceus") elsewhere drifts
+    root = Path(__file__).resolve().parents[1]
+    found = [f"{p.relative_to(root)}:{i}" for base in ("src", "workflow")
+             for p in (root / base).rglob("*.py") if p.name != "names.py"
+             for i, line in enumerate(p.read_text().splitlines(), 1)
+             if '("us", "ceus")' in line or "['us', 'ceus']" in line or '["us", "ceus"]' in line]
+    assert not found, found
+
+
+def test_rule_scripts_pass_keyword_arguments_to_their_library_function() -> None:
+    # issue 28 §5: same-typed values passed by position swap unnoticed (split.py's seed and
+    # folds, train.py's eight paths); every rule script names each argument
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+    positional = []
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            # the log, the function, then keywords only
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "run_logged"
+                    and len(node.args) > 2):
+                positional.append(path.name)
+    assert not positional, positional

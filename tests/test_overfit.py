@@ -135,7 +135,10 @@ def overfit(method: str, modality: str, cache: Path, cases: list[str], frames: P
     return float(dice_loss(logits, data.y))
 
 
-def test_the_known_shortfalls_are_exactly_the_methods_that_miss_the_target() -> None:
+def test_the_shortfall_list_names_exactly_the_recorded_measurements_above_the_target() -> None:
+    """The hand-kept SHORTFALLS against the recorded MEASURED values (``python
+    tests/test_overfit.py`` writes them): the live trainings are checked case by case against
+    bounds that, outside SHORTFALLS, never exceed the target."""
     assert set(MEASURED) == set(CASES)  # every registered method, every modality it predicts
     missing = {c for c, v in MEASURED.items() if v >= DICE_TARGET}
     assert set(SHORTFALLS) == missing, "update SHORTFALLS (and docs/testing.md)"

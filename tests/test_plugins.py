@@ -245,7 +245,7 @@ def test_a_checkpoint_records_its_plugin_and_names_it_when_missing(plugins: Path
     from iman.training.trainer import build_from_checkpoint
 
     best = tmp_path / "best.pt"
-    record = torch.load(best, map_location="cpu", weights_only=False)["method"]
+    record = torch.load(best, map_location="cpu", weights_only=True)["method"]
     assert record == {"name": "ghost_net", "package": "iman-plugin-ghost", "version": "0.3.0"}
     with pytest.raises(PluginError) as err:
         build_from_checkpoint(best)

@@ -145,10 +145,15 @@ def test_predict_writes_masks_margins_overlays(smoke_run: Path, tmp_path: Path) 
         with np.load(results / "runs" / branch["run"] / m / f"loop{branch['loop']}"
                      / "pred.npz") as npz:
             prob = npz[row.case_id].astype(np.float32)
-        ref = cv2.resize(prob, (int(row[f"{m}_w"]), int(row[f"{m}_h"])),
-                         interpolation=cv2.INTER_LINEAR) >= 0.5
+        ref_prob = cv2.resize(prob, (int(row[f"{m}_w"]), int(row[f"{m}_h"])),
+                              interpolation=cv2.INTER_LINEAR)
         ours = cv2.imread(str(tmp_path / "pred" / f"{row.case_id}_{m}_mask.png"), 0) > 0
-        assert (ref == ours).mean() > 0.995
+        # pred.npz stores float16: each probability is off by at most half an ulp below 1
+        # (2⁻¹²), and linear resizing keeps that bound, so a pixel may only disagree where
+        # the stored probability is within 2⁻¹² of the 0.5 threshold
+        differ = (ref_prob >= 0.5) != ours
+        assert np.all(np.abs(ref_prob[differ] - 0.5) <= 2.0**-12), (
+            m, int(differ.sum()), np.abs(ref_prob[differ] - 0.5).max(initial=0))
 
 
 @pytest.mark.dag

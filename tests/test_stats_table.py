@@ -127,9 +127,17 @@ def test_p_matches_enumeration_and_holm_runs_per_table_modality_metric(study: di
 
 def test_columns_name_the_test_direction_and_table_reference(study: dict) -> None:
     df = stats_table(study["comparisons"], study["per_case"], study["out"])
-    assert list(df.columns) == ["table", "row", "reference", "primary", "modality", "metric",
-                                "better", "n_runs", "n_cases", "mean_diff", "ci_low",
-                                "ci_high", "p", "p_holm", "effect_size", "test", "ci_method"]
+    assert list(df.columns) == ["table", "comparison", "row", "reference", "primary",
+                                "modality", "metric", "better", "n_runs", "n_cases",
+                                "mean_diff", "ci_low", "ci_high", "p", "p_holm",
+                                "effect_size", "n_seeds", "seed_diffs", "seeds_agree",
+                                "n_empty_row", "n_empty_reference", "test", "ci_method"]
+    # readers see human labels; the machine keys stay in row / reference
+    assert _sel(df, "table2", IMAN, BASE2, "us", "std_dsc")["comparison"] == "IMAN vs baseline"
+    assert _sel(df, "table2", ITP, CTL, "us", "std_dsc")["comparison"] == (
+        "MMG+ITP vs epoch-matched control")
+    assert _sel(df, "table3", "frames=3", "frames=1", "ceus", "std_dsc")["comparison"] == (
+        "T = 3 vs T = 1")
     assert set(df["test"]) == {"sign-flip permutation (mean)"}
     assert set(df["ci_method"]) == {"inverted sign-flip test"}
     assert set(df.loc[df["metric"] == "std_dsc", "better"]) == {"positive"}
@@ -170,7 +178,7 @@ def _table_files(root: Path, rows: list[tuple[dict, list[str]]], stats: Path) ->
     return files
 
 
-def test_star_comes_from_the_table_reference_comparison_only(study: dict,
+def test_marks_come_from_the_table_reference_comparison_only(study: dict,
                                                              tmp_path: Path) -> None:
     stats_table(study["comparisons"], study["per_case"], study["out"])
     rows = []
@@ -185,14 +193,17 @@ def test_star_comes_from_the_table_reference_comparison_only(study: dict,
     # MMG+ITP: vs the baseline 792/1024 (no *), vs the control 10/1024 (listed last)
     for head in ("US DSC ↑", "US HD (mm) ↓", "CEUS DSC ↑", "CEUS HD (mm) ↓"):
         cells = _cells(md, head)
-        assert [c.endswith(" *") for c in cells] == [False, False, False, True], (head, cells)
-    assert list(csv["us_dsc_p_holm"].round(6)[1:]) == [round(792 / 1024, 6)] * 2 + [
-        round(10 / 1024, 6)]
+        # IMAN is better on both metrics (higher DSC, lower HD): ▲, never ▼
+        assert [c.endswith(" ▲") for c in cells] == [False, False, False, True], (head, cells)
+        assert not any(c.endswith(" ▼") for c in cells)
+    # p_holm read back at full precision: exact ratios of sign patterns (no tolerance needed
+    # beyond the float division itself)
+    assert list(csv["us_dsc_p_holm"][1:]) == [792 / 1024] * 2 + [10 / 1024]
     assert list(csv["reference"].fillna("")) == ["", BASE2, BASE2, BASE2]
     # distinct test cases: 10 cases tested by 2 seeds each -> 10, not 20
     assert list(csv["us_n_cases"]) == [10] * 4 and list(csv["ceus_n_cases"]) == [10] * 4
     assert (csv["n_runs"] == 2).all()
-    assert "against the row's table reference row" in md and "over runs" in md
+    assert "than the row's table reference row" in md and "over runs" in md
 
 
 def test_a_skewed_best_gets_no_bold(tmp_path: Path) -> None:
@@ -220,6 +231,39 @@ def test_a_skewed_best_gets_no_bold(tmp_path: Path) -> None:
     mean = [float(c.strip("* ").split()[0]) for c in dsc]
     assert mean[0] > mean[1] > mean[2]  # UNet has the best mean ...
     assert not any(c.startswith("**") for c in dsc)  # ... and no bold
-    assert "n.s. (no bold): the best of " in md and "us_dsc" in md
+    assert "No bold in " in md and "us_dsc" in md.split("No bold in ", 1)[1].split(":")[0]
     # HD (10 − 10·DSC): UNet has the lowest mean, skewed the same way: no bold either
     assert not any(c.startswith("**") for c in _cells(md, "US HD (mm) ↓"))
+
+
+def test_each_seed_has_its_own_difference_and_the_agreeing_seeds_are_counted(tmp_path: Path
+                                                                            ) -> None:
+    # seed 0: the row is better by K on every case; seed 1: worse by 0.01 on every case;
+    # seed 2: better by 2K. Pooled (seed-averaged cases): better by K − 0.01/3 + ... > 0
+    root = tmp_path / "experiments"
+    shifts = {0: K, 1: np.full(10, -0.01), 2: 2 * K}
+    files = {}
+    for seed, shift in shifts.items():
+        for name, dsc in ((f"row{seed}", BASE + shift), (f"ref{seed}", BASE)):
+            write_experiment(root, name, {"us": dsc}, seed=seed)
+            files[per_case_key(name)] = root / name / "per_case.csv"
+    out = tmp_path / "stats.csv"
+    df = stats_table([["table1", "method=unet", "method=iman", ["row0", "row1", "row2"],
+                       ["ref0", "ref1", "ref2"]]], files, out)
+    read = pd.read_csv(out)
+    dsc = _sel(read, "table1", "method=unet", "method=iman", "us", "std_dsc")
+    from iman.evaluation.comparisons import parse_seed_diffs
+
+    seeds = parse_seed_diffs(dsc["seed_diffs"])
+    assert list(seeds) == [0, 1, 2]
+    # written at full precision: each read back equals the in-memory mean to the last bit of
+    # the per-case arithmetic (row − reference of floats summed over 10 cases: ≤ 1e-15)
+    assert seeds[0] == pytest.approx(K.mean(), abs=1e-15)
+    assert seeds[1] == pytest.approx(-0.01, abs=1e-15)
+    assert seeds[2] == pytest.approx(2 * K.mean(), abs=1e-15)
+    assert dsc["mean_diff"] == pytest.approx(np.mean([K.mean(), -0.01, 2 * K.mean()]),
+                                             abs=1e-15)
+    assert dsc["n_seeds"] == 3 and dsc["seeds_agree"] == 2
+    hd = _sel(read, "table1", "method=unet", "method=iman", "us", "std_hd_mm")
+    assert hd["seeds_agree"] == 2 and parse_seed_diffs(hd["seed_diffs"])[1] > 0
+    assert df["mean_diff"].tolist() == read["mean_diff"].tolist()  # the file is the frame

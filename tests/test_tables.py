@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -162,7 +163,7 @@ def test_paper_values_are_the_printed_ones() -> None:
     assert len(paper_values("table5")) == 20
 
 
-def test_bold_only_where_the_best_differs_from_the_runner_up_and_stars_mark_holm(
+def test_bold_only_where_the_best_differs_from_the_runner_up_and_triangles_mark_holm(
         tmp_path: Path) -> None:
     from iman.evaluation.paper_tables import add_significance, build_table
     from iman.reporting.tables import write_table
@@ -186,24 +187,29 @@ def test_bold_only_where_the_best_differs_from_the_runner_up_and_stars_mark_holm
                                 for m, r in zip(("unet", "fpn", "iman"), clear)])
     stats = pd.DataFrame({"table": "table1", "row": ["method=unet", "method=fpn"],
                           "reference": "method=iman", "modality": "us",
-                          "metric": "std_dsc", "p_holm": [0.01, 0.4]})
+                          "metric": "std_dsc", "p_holm": [0.01, 0.4],
+                          "mean_diff": [0.21, 0.01]})
     sep = add_significance(df, ["method=unet", "method=fpn", "method=iman"], clear, stats)
-    assert sep["us_dsc"] == pytest.approx(2 / 2**8)  # all 8 differences favour the best
+    # all 8 differences favour the best
+    assert sep["us_dsc"] == {"p": pytest.approx(2 / 2**8), "favours": "best"}
     write_table("table1", df, *_outs(tmp_path / "t1"), sep)
     md = (tmp_path / "t1.md").read_text()
-    assert "**0.7" in md and "*: Holm-adjusted p < 0.05" in md
-    assert md.count(" *") >= 1 and "0.5" in md
+    assert "**0.7" in md and "▲ better / ▼ worse than the row's table reference row" in md
+    assert md.count(" ▲ |") == 1 and "0.5" in md and "***" not in md
+    _assert_commonmark_bold(md, n_bold=_n_bold(df, sep))
     # a tie-like best: the runner-up is as good on the cases -> no bold, n.s. in the legend
     close = [rows(base + 0.001 * (np.arange(8) % 2 * 2 - 1)), rows(base), rows(base - 0.2)]
     df2 = build_table("table1", [({"method": m}, [summary(float(np.mean(r[0]["std_dsc"])))])
                                  for m, r in zip(("unet", "fpn", "iman"), close)])
     sep2 = add_significance(df2, ["method=unet", "method=fpn", "method=iman"], close, None)
-    assert sep2["us_dsc"] >= 0.05
+    assert sep2["us_dsc"]["p"] >= 0.05
     write_table("table1", df2, *_outs(tmp_path / "t2"), sep2)
     md2 = (tmp_path / "t2.md").read_text()
     best = f"{df2.loc[0, 'us_dsc']:.4f}"
     assert best in md2 and f"**{best}" not in md2  # the DSC best is not bold
-    assert "n.s. (no bold): the best of us_dsc" in md2
+    assert sep2["us_dsc"] == {"p": 1.0, "favours": "tie"}  # equal means over runs
+    tied = md2.split("No bold in ", 1)[1].split(":", 1)[0].split(", ")
+    assert "us_dsc" in tied and ": the best ties with the runner-up." in md2
     assert "**" in md2  # HD: the best (IMAN, 0.2 lower) is clearly apart and stays bold
 
 
@@ -225,13 +231,74 @@ def test_bold_needs_the_paired_difference_in_the_best_rows_favour() -> None:
     df = pd.DataFrame({"method": ["UNet", "FPN", "IMAN"], "us_loop": "0",
                        "us_dsc": [0.8, 0.7, 0.3], "us_hd": [0.5, 0.6, 0.1]})
     sep = add_significance(df, ["method=unet", "method=fpn", "method=iman"], per_case, None)
-    assert sep["us_dsc"] == 1.0  # significant, but in the runner-up's favour
+    # significant, but in the runner-up's favour
+    assert sep["us_dsc"] == {"p": pytest.approx(2 / 1024), "favours": "runner-up"}
     # HD (lower is better): IMAN's per-case values are lowest too, in its favour: kept
-    assert sep["us_hd"] == pytest.approx(2 / 1024)
+    assert sep["us_hd"] == {"p": pytest.approx(2 / 1024), "favours": "best"}
     assert _display_bold(df, sep) == {"US DSC ↑": [], "US HD (mm) ↓": [2]}
+    # the legend says what is true: the runner-up is the better one on the paired cases
+    from iman.reporting.tables import legend
+
+    text = legend(sep)
+    assert "us_dsc (p = 0.00195): on their common test cases the paired difference favours " \
+           "the runner-up" in text
+    assert "not significantly different" not in text
 
 
-def _display_bold(df: pd.DataFrame, sep: dict[str, float]) -> dict[str, list[int]]:
+def _n_bold(df: pd.DataFrame, sep: dict[str, dict]) -> int:
+    """Bold cells of both metric families of a rendered table."""
+    from iman.reporting.tables import COMPATIBLE, STANDARD, _display
+
+    return sum(int(_display(df, fam, sep)[1].to_numpy().sum()) for fam in (STANDARD, COMPATIBLE))
+
+
+def _assert_commonmark_bold(md: str, n_bold: int) -> None:
+    """The markdown parses (CommonMark + pipe tables, markdown-it-py) with every bold cell as
+    <strong> and no asterisk left over as text."""
+    from markdown_it import MarkdownIt
+
+    page = MarkdownIt("commonmark").enable("table").render(md)
+    assert page.count("<strong>") == n_bold > 0
+    assert "*" not in page, [ln for ln in page.splitlines() if "*" in ln][:3]
+
+
+def test_markdown_bold_is_valid_commonmark_on_best_and_significant_cells(tmp_path: Path
+                                                                          ) -> None:
+    from iman.reporting.tables import write_table
+
+    # UNet is best, significantly better than IMAN (▲) and apart from the runner-up (bold);
+    # FPN is significantly worse (▼); the paper value stands beside the soft DSC
+    df = pd.DataFrame({"method": ["UNet", "FPN", "IMAN"], "us_loop": "0",
+                       "us_dsc": [0.7893, 0.41, 0.62], "us_dsc_std": [0.01, 0.02, 0.03],
+                       "us_dsc_p_holm": [0.001, 0.002, np.nan],
+                       "us_dsc_diff": [0.17, -0.21, np.nan],
+                       "us_hd": [3.0, 9.0, 4.0], "us_hd_p_holm": [0.01, 0.01, np.nan],
+                       "us_hd_diff": [-1.0, 5.0, np.nan], "us_hd95": [2.0, 8.0, 3.0],
+                       "us_soft_dsc": [0.8, 0.5, 0.7], "paper_us_dsc": [0.7, 0.6, 0.8],
+                       "us_row_hd": [1.0, 2.0, 1.5]})
+    sep = {c: {"p": 0.001, "favours": "best"} for c in
+           ("us_dsc", "us_hd", "us_hd95", "us_soft_dsc", "us_row_hd")}
+    md_path, tex, page = _outs(tmp_path / "t")
+    write_table("table1", df, md_path, tex, page, sep)
+    md = re.sub(r" +\|", " |", md_path.read_text())  # the cells without their padding
+    assert "| **0.7893 ± 0.0100** ▲ |" in md and "| 0.4100 ± 0.0200 ▼ |" in md
+    assert "| **3.0000** ▲ |" in md and "| 9.0000 ▼ |" in md  # HD: lower is better
+    _assert_commonmark_bold(md, n_bold=5)
+    assert r"\textbf{0.7893 $\pm$ 0.0100} $\blacktriangle$" in tex.read_text()
+
+
+def test_direction_marks_follow_the_metric_direction() -> None:
+    from iman.reporting.tables import BETTER, WORSE, direction_mark
+
+    assert direction_mark(0.01, 0.1, higher=True) == BETTER
+    assert direction_mark(0.01, -0.1, higher=True) == WORSE
+    assert direction_mark(0.01, -2.0, higher=False) == BETTER  # HD went down
+    assert direction_mark(0.01, 2.0, higher=False) == WORSE
+    assert direction_mark(0.2, 0.1, higher=True) == ""
+    assert direction_mark(np.nan, 0.1, higher=True) == ""
+
+
+def _display_bold(df: pd.DataFrame, sep: dict[str, dict]) -> dict[str, list[int]]:
     from iman.reporting.tables import _display
 
     _, bold = _display(df, ("dsc", "hd"), sep)
@@ -251,7 +318,21 @@ def test_n_cases_counts_distinct_test_cases_over_runs() -> None:
     add_significance(df, ["a", "b", "c"], [seeds, folds, ceus], None)
     assert list(df["us_n_cases"]) == [6, 6, 6]  # not 12 for the seeds
     assert list(df["ceus_n_cases"].astype("Float64").fillna(-1)) == [-1, -1, 2]
-    assert list(df.columns[:4]) == ["method", "us_loop", "us_n_cases", "us_dsc"]
+    assert list(df.columns[:5]) == ["method", "us_loop", "us_n_cases", "us_n_empty", "us_dsc"]
+    assert df["us_n_empty"].isna().all()  # per-case rows without the empty-prediction flag
+
+
+def test_n_empty_counts_empty_predictions_over_cases_and_runs() -> None:
+    from iman.evaluation.metrics import EMPTY_PRED
+    from iman.evaluation.paper_tables import add_significance
+
+    cases = [f"C{i}" for i in range(4)]
+    v = np.array([0.0, 0.6, 0.0, 0.7])
+    seed0 = _runs(cases, v).assign(**{EMPTY_PRED: [1.0, 0.0, 1.0, 0.0]})
+    seed1 = _runs(cases, v).assign(**{EMPTY_PRED: [1.0, 0.0, 0.0, 0.0]})
+    df = pd.DataFrame({"method": ["A"], "us_loop": "0", "us_dsc": [0.3]})
+    add_significance(df, ["a"], [[seed0, seed1]], None)
+    assert df.loc[0, "us_n_empty"] == 3 and df.loc[0, "us_n_cases"] == 4
 
 
 def test_star_is_keyed_by_row_and_table_reference() -> None:
@@ -262,7 +343,7 @@ def test_star_is_keyed_by_row_and_table_reference() -> None:
     stats = pd.DataFrame({
         "table": "table2", "modality": "us", "metric": "std_dsc",
         "row": ["ctl", "itp", "itp"], "reference": ["base", "base", "ctl"],
-        "p_holm": [0.5, 0.3, 0.001]})
+        "p_holm": [0.5, 0.3, 0.001], "mean_diff": [0.0, 0.1, 0.1]})
     runs = [[_runs(["a", "b"], np.array([m, m]))] for m in (0.5, 0.5, 0.6)]
     for frame in (stats, stats.iloc[::-1]):
         df = pd.DataFrame({"mmg": [0, 0, 1], "us_dsc": [0.5, 0.5, 0.6]})

@@ -80,7 +80,7 @@ def _wait_epochs(out: Path, n: int, proc: subprocess.Popen, timeout: float = 120
 
 def _final(out: Path) -> tuple[pd.DataFrame, dict]:
     hist = pd.read_csv(out / "history.csv").drop(columns=["seconds"])
-    return hist, torch.load(out / "last.pt", weights_only=False)["model"]
+    return hist, torch.load(out / "last.pt", weights_only=True)["model"]
 
 
 EPOCHS = 5
@@ -107,7 +107,7 @@ def test_killed_job_resumes_to_the_same_result(tmp_path: Path, reference: Path,
     assert code == (143 if sig == signal.SIGTERM else -signal.SIGKILL)
     done = len(pd.read_csv(out / "history.csv"))
     assert done < epochs
-    resumed_from = torch.load(out / "resume.pt", weights_only=False)["epoch"]
+    resumed_from = torch.load(out / "resume.pt", weights_only=True)["epoch"]
     assert 1 <= resumed_from <= done  # it continues from a checkpoint, not from scratch
     assert _run(out, epochs).wait(timeout=300) == 0
     (h_ref, w_ref), (h_out, w_out) = _final(ref), _final(out)
@@ -133,13 +133,13 @@ def test_checkpoints_are_throttled_but_written_at_the_stop(tmp_path: Path,
     saves: list[str] = []
     import iman.training.trainer as T
 
-    real = T._atomic_save
-    monkeypatch.setattr(T, "_atomic_save", lambda obj, path: (saves.append(path.name),
+    real = T.atomic_save
+    monkeypatch.setattr(T, "atomic_save", lambda obj, path: (saves.append(path.name),
                                                               real(obj, path)))
     files = CheckpointFiles.in_dir(tmp_path)
     Trainer(config(4), toy_data(8, 0), toy_data(4, 1), files).fit(progress=False)
     assert sorted(saves) == ["best.pt", "last.pt", "resume.pt"]  # once each, at the stop
-    best = torch.load(tmp_path / "best.pt", weights_only=False)
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
     hist = pd.read_csv(tmp_path / "history.csv")
     assert len(hist) == 4 and best["epoch"] == int(hist["val_loss"].idxmin()) + 1
 
@@ -154,11 +154,11 @@ def test_a_finished_run_whose_outputs_were_deleted_restores_them_from_resume(
 
     files = CheckpointFiles.in_dir(tmp_path)
     Trainer(config(3), toy_data(8, 0), toy_data(4, 1), files).fit(progress=False)
-    before = torch.load(tmp_path / "best.pt", weights_only=False)
+    before = torch.load(tmp_path / "best.pt", weights_only=True)
     for name in ("best.pt", "last.pt", "history.csv"):
         (tmp_path / name).unlink()
     summary = Trainer(config(3), toy_data(8, 0), toy_data(4, 1), files).fit(progress=False)
-    after = torch.load(tmp_path / "best.pt", weights_only=False)
+    after = torch.load(tmp_path / "best.pt", weights_only=True)
     assert summary["epochs"] == 3 and (tmp_path / "last.pt").exists()
     assert len(pd.read_csv(tmp_path / "history.csv")) == 3
     assert after["epoch"] == before["epoch"]

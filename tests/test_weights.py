@@ -267,8 +267,9 @@ def test_paper_config_starts_only_with_its_weights(
                     np.savez(fh, x=np.zeros(3))
             else:
                 torch.save({"x": torch.zeros(3)}, copy)
-        site[key] = {**entry, "size_mb": 0.0001, "sources": [{
-            **first, "url": f"{url}/{first['filename']}", "sha256": w.sha256sum(copy)}]}
+        site[key] = {**entry, "size_mb": 0.0001, "expect": None, "sources": [{
+            **first, "url": f"{url}/{first['filename']}", "sha256": w.sha256sum(copy),
+            "expect": None}]}  # placeholders: no layout signature (test_weight_content.py)
     cat = _catalogue(tmp_path / "site.yaml", site)
     env = {"IMAN_WEIGHTS_CATALOG": str(cat), "IMAN_WEIGHTS_DIR": str(tmp_path / "cache")}
     sheet = _small_sheet(tmp_path)
@@ -320,7 +321,7 @@ def test_a_pretrained_node_trains_on_imagenet_input(site: tuple[Path, dict[str, 
     assert record["protocol"]["weights"] == files["resnet18"].name
     assert record["protocol"]["norm"] == "imagenet"
     assert record["protocol"]["in_channels"] == {"us": 3}
-    best = torch.load(tmp_path / Paths("results").node(node).best, weights_only=False)
+    best = torch.load(tmp_path / Paths("results").node(node).best, weights_only=True)
     assert best["config"]["norm"] == "imagenet"
     assert best["model"]["net.encoder.conv1.weight"].shape[1] == 3
     # touching the file retrains nothing (keyed on its content); new content retrains

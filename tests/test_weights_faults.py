@@ -155,7 +155,7 @@ def test_start_up_check_names_each_broken_file(
     assert f"{target} " in text and "no job was started" in text
     assert {"truncated": "damaged or truncated zip", "html": "is a web page",
             "wrong_digest": "not the catalogue's digest",
-            "wrong_arch": "not an npz"}[fault] in text
+            "wrong_arch": "not npz (the catalogue"}[fault] in text
     assert target.exists()  # never deleted
 
 

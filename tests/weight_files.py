@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["fake_r50_vit_npz", "r50_vit_npz_from_timm", "timm_r50_vit", "torchvision_resnet",
-           "write_all"]
+__all__ = ["PAPER_NETS", "fake_r50_vit_npz", "official_swin_names", "paper_state",
+           "r50_vit_npz_arrays", "r50_vit_npz_from_timm", "timm_r50_vit", "torchvision_resnet",
+           "write_all", "write_paper_files"]
 
 
 def fake_r50_vit_npz(rng: np.random.Generator, width: int = 32, hidden: int = 64,
@@ -106,6 +107,83 @@ def timm_swin_official(embed_dim: int = 32, depths: tuple[int, ...] = (1, 1, 1, 
         k = k.replace("head.fc.", "head.")
         out[k] = v
     return {"model": out}
+
+
+def official_swin_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm Swin names → the official release's (merging at the end of a stage)."""
+    out = {}
+    for k, v in state.items():
+        m = re.match(r"^layers\.(\d+)\.downsample\.(.*)$", k)
+        if m:
+            k = f"layers.{int(m.group(1)) - 1}.downsample.{m.group(2)}"
+        out[k.replace("head.fc.", "head.")] = v
+    return out
+
+
+PAPER_NETS = {
+    "resnet50": ("torchvision", "resnet50"),
+    "resnext50": ("torchvision", "resnext50_32x4d"),
+    "resnext101": ("timm", "resnext101_32x4d"),
+    "swin": ("timm", "swin_tiny_patch4_window7_224"),
+    "r50vit": ("timm", "vit_base_r50_s16_224.orig_in21k"),
+    "resnet18": ("torchvision", "resnet18"),
+}
+"""The upstream architectures (library, constructor) of the catalogue files, and ResNeXt-50
+(the network that shares every name with ResNet-50)."""
+
+
+def paper_state(name: str, buffers: bool = False) -> dict[str, torch.Tensor]:
+    """A paper-size state dict of :data:`PAPER_NETS` ``name``, zero-filled: names and shapes
+    from the installed class, built on the meta device (no init, no download). ``buffers``:
+    the non-persistent buffers too (the official Swin file holds them)."""
+    import timm
+    import torchvision
+
+    lib, ctor = PAPER_NETS[name]
+    with torch.device("meta"):
+        model = (getattr(torchvision.models, ctor)() if lib == "torchvision"
+                 else timm.create_model(ctor, pretrained=False))
+    state = dict(model.state_dict())
+    if buffers:
+        for key, buf in model.named_buffers():
+            state.setdefault(key, buf)
+    return {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in state.items()}
+
+
+def r50_vit_npz_arrays() -> dict[str, np.ndarray]:
+    """The paper R50+ViT-B/16 in the official npz layout (zero-filled), via
+    :func:`r50_vit_npz_from_timm` on timm's ``vit_base_r50_s16_224``."""
+    import timm
+
+    with torch.device("meta"):
+        model = timm.create_model(PAPER_NETS["r50vit"][1], pretrained=False)
+    model.load_state_dict(paper_state("r50vit"), assign=True)
+    return r50_vit_npz_from_timm(model)
+
+
+def write_paper_files(directory: Path) -> dict[str, Path]:
+    """Paper-size files in the catalogue's upstream layouts, from the installed classes:
+    name → path. ResNet-50 in the 2017 legacy format without ``num_batches_tracked``; Swin-T
+    in the official layout (``{"model": ...}`` with its buffers); ResNeXt-101 as timm's
+    torch file; R50+ViT as the official npz and as timm's safetensors; ResNeXt-50 (torchvision)
+    as safetensors, the network that shares every name with ResNet-50."""
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    out = {"resnet50": directory / "resnet50_legacy.pth", "swin": directory / "swin_t.pth",
+           "resnext101": directory / "resnext101_32x4d.pth",
+           "r50vit_npz": directory / "r50_vit.npz",
+           "r50vit_st": directory / "r50_vit.safetensors",
+           "resnext50_st": directory / "resnext50_32x4d.safetensors"}
+    r50 = paper_state("resnet50")
+    save_legacy({k: v for k, v in r50.items() if not k.endswith("num_batches_tracked")},
+                out["resnet50"])
+    torch.save({"model": official_swin_names(paper_state("swin", buffers=True))}, out["swin"])
+    torch.save(paper_state("resnext101"), out["resnext101"])
+    np.savez(out["r50vit_npz"], **r50_vit_npz_arrays())
+    save_file(paper_state("r50vit"), str(out["r50vit_st"]))
+    save_file(paper_state("resnext50"), str(out["resnext50_st"]))
+    return out
 
 
 def timm_resnext(name: str = "resnext101_32x4d", **kwargs: object) -> dict[str, torch.Tensor]:

@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from iman.names import LAYOUT_NAMES
+
 if TYPE_CHECKING:
     from iman.models.registry import MethodCard
 
@@ -63,18 +65,14 @@ def _paper_params_m(entry: MethodCard) -> float:
 def _config(args: argparse.Namespace) -> int:
     from snakemake.cli import parse_config
 
-    from iman.config import DEMO_CONFIG, ConfigError, dump_config, resolve_config
+    from iman.config import DEMO_CONFIG, dump_config, resolve_config
 
     try:
         overrides = parse_config(args.config or [])
     except ValueError as err:
         print(f"iman config: {err}", file=sys.stderr)
         return 2
-    try:
-        cfg = resolve_config(args.configfile or [DEMO_CONFIG], overrides)
-    except ConfigError as err:
-        print(f"iman config: {err}", file=sys.stderr)
-        return 2
+    cfg = resolve_config(args.configfile or [DEMO_CONFIG], overrides)
     print(dump_config(cfg), end="")
     return 0
 
@@ -95,14 +93,10 @@ def _ingest(argv: list[str]) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from iman.predict import PredictError, predict_cases
+    from iman.predict import predict_cases
 
-    try:
-        out = predict_cases(Path(args.results), args.experiment, Path(args.sheet),
-                            Path(args.out), layout=args.layout)
-    except PredictError as err:
-        print(f"iman predict: {err}", file=sys.stderr)
-        return 2
+    out = predict_cases(Path(args.results), args.experiment, Path(args.sheet), Path(args.out),
+                        layout=args.layout)
     print(f"wrote predictions for {len(out)} cases to {args.out}")
     return 0
 
@@ -263,6 +257,9 @@ def _weights_list(check: bool) -> int:
                        else w.file_problem(path, source, manifest))
             status = ("broken: " + problem.removeprefix(f"{path} ")) if problem else (
                 "verified" if check else "cached")
+            if not problem and path.name in manifest:
+                origin = w.record_origin(manifest[path.name])
+                status += ", placed by hand" if origin == "placed by hand" else ""
             bad += bool(problem)
         rec = manifest.get(path.name, {}).get("sha256")
         print(f"{f.id}  [{status}]\n  for:    {', '.join(f.models)}\n"
@@ -276,8 +273,12 @@ def _weights_list(check: bool) -> int:
             size = f"~{s.size_mb:g} MB" if s.size_mb else "size unknown"
             print(f"  source {i}: {s.filename}{here}\n    url:    {s.url}\n"
                   f"    layout: {s.layout}, {size}\n    sha256: {digest}")
-            if (directory / s.filename).is_file() and manifest.get(s.filename, {}).get("sha256"):
-                print(f"    recorded: {manifest[s.filename]['sha256']}")
+            record = manifest.get(s.filename, {})
+            if (directory / s.filename).is_file() and record.get("sha256"):
+                origin = w.record_origin(record)
+                how = (f"fetched from {record['url']}" if origin == "fetched" else
+                       "placed by hand: no source URL")
+                print(f"    recorded: {record['sha256']} ({how})")
             if s.note:
                 print(f"    note:   {s.note}")
         if rec is None and path.is_file():
@@ -290,10 +291,23 @@ def _weights_list(check: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``iman`` console script."""
+    """Entry point of the ``iman`` console script: a :class:`~iman.errors.UserError` from
+    any subcommand is printed as its message alone (exit status 2); a bug keeps its traceback."""
+    from iman.errors import UserError
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["ingest"]:
-        return _ingest(argv[1:])
+    try:
+        if argv[:1] == ["ingest"]:
+            return _ingest(argv[1:])
+        args = _parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UserError as err:
+        print(f"iman {argv[0]}: {err}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The ``iman`` argument parser, one subparser per command."""
     parser = argparse.ArgumentParser(prog="iman", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -318,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--results", default="results", help="the workflow's results folder")
     r.add_argument("--experiment", required=True, help="experiment name (results/experiments/)")
     r.add_argument("--sheet", required=True, help="case sheet (or iman_public root) of new cases")
-    r.add_argument("--layout", default="sheet", choices=["sheet", "iman_public"])
+    r.add_argument("--layout", default="sheet", choices=list(LAYOUT_NAMES))
     r.add_argument("--out", required=True)
     pl = sub.add_parser("plan", help="the dataset's fingerprint, the config checked against "
                         "it, suggested settings (YAML to paste; nothing is applied)",
@@ -385,11 +399,13 @@ def main(argv: list[str] | None = None) -> int:
     wv.add_argument("--configfile", nargs="+", action="extend", metavar="FILE",
                     help="take size and T from this run config (e.g. config/paper.yaml)")
     wv.add_argument("--config", nargs="+", action="extend", metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
-    commands = {"config": _config, "models": _models, "phantom": _phantom, "predict": _predict,
-                "weights": _weights, "estimate": _estimate, "plan": _plan,
-                "rehearse": _rehearse}
-    return commands[args.command](args)
+    return parser
+
+
+COMMANDS = {"config": _config, "models": _models, "phantom": _phantom, "predict": _predict,
+            "weights": _weights, "estimate": _estimate, "plan": _plan,
+            "rehearse": _rehearse}
+"""Subcommand name -> its function (``ingest`` parses its own arguments)."""
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Every problem is collected and reported at once, each naming the key (dotted pat
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,7 +36,9 @@ class ConfigError(UserError, ValueError):
     """The configuration is invalid; the message lists every problem."""
 
 
+@functools.cache
 def _schema() -> dict[str, Any]:
+    """The config schema, parsed once per process (read-only: callers never mutate it)."""
     with open(SCHEMA_PATH) as fh:
         return yaml.safe_load(fh)
 
@@ -122,7 +125,18 @@ def _semantic_problems(cfg: dict[str, Any]) -> list[str]:
     wanted += [("model.variants", m) for m in cfg["model"]["variants"] if m != "default"]
     wanted += [("train.methods", m) for m in cfg["train"]["methods"]]
     named = _method_problems(wanted)
-    return problems + named + ([] if named else _model_problems(cfg))
+    return (problems + named + _loss_problems(cfg["train"])
+            + ([] if named else _model_problems(cfg)))
+
+
+def _loss_problems(train: dict[str, Any]) -> list[str]:
+    """Loss names (``train.loss`` and each recipe's) missing from the loss registry."""
+    from iman.training.settings import LOSSES
+
+    named = [("train.loss", train["loss"])] + [
+        (f"train.methods.{m}.loss", r["loss"]) for m, r in train["methods"].items() if "loss" in r]
+    return [f"config key '{key}': unknown loss {name!r}; known losses: {sorted(LOSSES)}"
+            for key, name in named if name not in LOSSES]
 
 
 def _model_problems(cfg: dict[str, Any]) -> list[str]:

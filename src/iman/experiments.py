@@ -18,6 +18,7 @@ fold f of the split; without it the node uses the one hold-out split.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 from typing import Any
@@ -35,6 +36,7 @@ from iman.names import (
 )
 
 __all__ = [
+    "ABLATION_TITLES",
     "MarginSource",
     "Node",
     "Spec",
@@ -49,6 +51,7 @@ __all__ = [
     "parent_node",
     "parse_name",
     "row_label",
+    "row_title",
     "run_name",
     "runs_of",
     "selected_loops",
@@ -92,7 +95,7 @@ class MarginSource:
 
     ``kind``: ``pred`` (the MMG on ``node``'s predictions), ``oracle`` (the MMG on the
     ground-truth ``modality`` masks; ``node`` is None) or ``mismatch`` (``node``'s margins,
-    each case given another patient's, :func:`iman.margins.derange`).
+    each case given another patient's, :func:`iman.data.split.cross_patient_derangement`).
     """
 
     kind: str
@@ -137,8 +140,12 @@ _FRAMES_RE = re.compile(f"^{FRAMES_FIELD}$")
 _SEED_RE = re.compile(f"^{SEED_FIELD}$")
 
 
+@functools.cache
 def parse_name(name: str) -> Spec:
-    """Inverse of :func:`experiment_name` (experiment or run names)."""
+    """Inverse of :func:`experiment_name` (experiment or run names).
+
+    Cached: a pure function of the name returning a frozen spec, called by several input
+    functions of every job of the DAG."""
     parts = name.split("__")
     if len(parts) not in (7, 8):
         raise ValueError(f"not an experiment or run name: {name!r}")
@@ -356,8 +363,41 @@ def used_models(cfg: dict[str, Any]) -> set[tuple[str, str]]:
 
 
 def row_label(labels: dict[str, Any]) -> str:
-    """Readable name of a table row from its labels (``backbone=fpn mmg=1 itp=0 ...``)."""
+    """Machine key of a table row from its labels (``backbone=fpn mmg=1 itp=0 ...``): the
+    ``row``/``reference`` columns of stats.csv; :func:`row_title` is the name a reader sees."""
     return " ".join(f"{k}={v}" for k, v in labels.items())
+
+
+ABLATION_TITLES = {
+    ("0", "0", "0"): "baseline",
+    ("1", "0", "0"): "MMG",
+    ("1", "1", "0"): "MMG+ITP",
+    ("1", "1", "1"): "IMAN",
+    ("0", "1", "0"): "epoch-matched control",
+    ("1", "1", "oracle"): "oracle margins (control)",
+    ("1", "1", "mismatched"): "mismatched pairs (control)",
+}
+"""Reader's name of an ablation row (Tables II and V) by its (mmg, itp, modal_fusion)."""
+
+
+def row_title(labels: dict[str, Any] | str) -> str:
+    """The name a reader sees for a table row (``IMAN``, ``FPN: MMG+ITP``, ``T = 5``,
+    ``kernel 50, mean filter``), from its labels or its :func:`row_label` key."""
+    from iman.models.registry import method_label
+
+    if isinstance(labels, str):
+        labels = dict(part.split("=", 1) for part in labels.split())
+    lab = {k: str(v) for k, v in labels.items()}
+    if "method" in lab:
+        return method_label(lab["method"])
+    if "frames" in lab:
+        return f"T = {lab['frames']}"
+    if "kernel" in lab:
+        return ("baseline (no MMG)" if lab["kernel"] == "none"
+                else f"kernel {lab['kernel']}, {lab['filter']} filter")
+    title = ABLATION_TITLES.get((lab.get("mmg"), lab.get("itp"), lab.get("modal_fusion")),
+                                row_label(labels))
+    return f"{method_label(lab['backbone'])}: {title}" if "backbone" in lab else title
 
 
 def table_comparisons(cfg: dict[str, Any], table: str

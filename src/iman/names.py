@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FILTERS",
+    "INJECTIONS",
     "INJECTION_TAGS",
+    "LAYOUT_NAMES",
     "METHOD_NAME",
     "METHOD_NAMES",
     "MODALITIES",
@@ -59,6 +61,10 @@ STRATEGIES = ("middle", "keyframes")
 """CEUS frame-selection strategies (config ``frames.strategy``)."""
 TABLES = ("table1", "table2", "table3", "table4", "table5")
 INJECTION_TAGS = {"gate_skips": "gate", "input_channel": "chan"}
+INJECTIONS = tuple(INJECTION_TAGS)
+"""Margin injection modes (``model.injection``)."""
+LAYOUT_NAMES = ("sheet", "iman_public")
+"""Dataset layouts a reader exists for (:data:`iman.data.ingest.layouts.LAYOUTS`)."""
 """Injection → its field in a name."""
 STRATEGY_TAGS = {"middle": "mid", "keyframes": "key"}
 """Frame strategy → its tag in a name's frames field."""

@@ -37,6 +37,7 @@ import yaml
 from iman.config import PROJECT_ROOT
 from iman.data.fingerprint import fingerprint_splits, read_fingerprint
 from iman.data.protocol import check_protocol, format_findings, protocol_settings
+from iman.names import MODALITIES
 from iman.paths import Paths
 
 __all__ = ["GRID_FRACTIONS", "KERNEL_FRACTION", "make_fingerprint", "plan_text", "run_plan",
@@ -86,7 +87,7 @@ def make_fingerprint(workdir: Path, results: str, configfiles: Sequence[str],
 def _suggest_size(fp: Mapping[str, Any], size: int) -> tuple[int, str]:
     cases = fp["cases"]
     short = min(float(np.median([min(c[f"{m}_h"], c[f"{m}_w"]) for c in cases]))
-                for m in ("us", "ceus"))
+                for m in MODALITIES)
     bound = max(32, int(short) // 32 * 32)
     if size <= short:
         return size, f"configured; no upsampling of the median case (shorter side {short:g})"
@@ -97,7 +98,7 @@ def _suggest_size(fp: Mapping[str, Any], size: int) -> tuple[int, str]:
 def _suggest_kernels(fp: Mapping[str, Any]) -> tuple[list[int], str]:
     cases = fp["cases"]
     p10 = {m: float(np.percentile([c[f"{m}_lesion_diameter_orig_px"] for c in cases], 10))
-           for m in ("us", "ceus")}
+           for m in MODALITIES}
     m = min(p10, key=p10.get)
     top = KERNEL_FRACTION * p10[m]
     grid = sorted({max(1, round(f * top)) for f in GRID_FRACTIONS})

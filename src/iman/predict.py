@@ -166,13 +166,14 @@ def predict_cases(results: Path, experiment: str, sheet: Path, out: Path,
     from iman.data.frames import select_frames
     from iman.data.ingest import case_sources
     from iman.margins.mmg import make_margins, original_sizes
+    from iman.training.checkpoint import load_checkpoint
 
     spec, summary = _check(results, experiment)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     threshold = _margin_threshold(summary)
     any_node = node_for(spec, branch_modalities(spec)[0], 0)
-    size = torch.load(_node_ckpt(results, any_node.run, any_node.modality, 0),
-                      weights_only=False)["config"]["img_size"]
+    size = load_checkpoint(_node_ckpt(results, any_node.run, any_node.modality, 0))[
+        "config"]["img_size"]
     work = out / "_work"
     manifest = _ingest_new(layout, sheet, work, size)
     cache, cases = work / "cache", list(manifest["case_id"].astype(str))

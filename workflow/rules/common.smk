@@ -2,9 +2,14 @@
 # rule gets exactly the slice of the (already resolved, see the Snakefile) config it uses,
 # through a named function here, so Snakemake's own rerun triggers (params, input) decide
 # what a config change re-runs. Logic (names, routing, paths) lives in src/iman.
+# The config is fixed once the Snakefile has resolved it, so what an input function derives
+# from the config alone is computed once per process (functools.cache): a job's input
+# function costs the same whatever the size of the sweep (docs/performance.md).
+import functools
 import os
 
 from iman.experiments import (
+    MarginSource,
     Node,
     all_table_nodes,
     curve_specs,
@@ -98,30 +103,58 @@ def get_train_inputs(wildcards) -> dict[str, str]:
     without training never need weights and a run that does stops before its first job.
     """
     node = wc_node(wildcards)
-    spec = parse_name(node.run)
     untrained = not os.path.exists(P.node(node).provenance)
     if untrained:
-        try:
-            check_once(config["model"], used_models(config))
-        except WeightsError as err:
-            raise WorkflowError(str(err)) from None
+        check_weights()
     inputs = {"manifest": P.manifest, "cache": P.cache_dir, "splits": P.splits,
               "split_counts": checkpoints.split_counts.get().output[0]}
     check_fit(announce=untrained)
+    return {**inputs, **node_reads(node)}
+
+
+@functools.cache
+def node_reads(node: Node) -> dict[str, str]:
+    """The frames, warm-start weights and margins ``node`` trains on, once per node (a job's
+    input function runs again when the checkpoint updates the DAG). Read-only."""
+    spec = parse_name(node.run)
+    files = {}
     if spec.T is not None:
-        inputs["frames"] = P.frames(spec.T, spec.step, spec.strategy)
+        files["frames"] = P.frames(spec.T, spec.step, spec.strategy)
     if node.loop >= 1:
-        inputs["init"] = P.node(parent_node(node)).best
-    source = margin_source(node)
+        files["init"] = P.node(parent_node(node)).best
+    source = node_margin_source(node)
     if source is not None:
-        inputs["margins"] = P.margins_of(source)
-    return inputs
+        files["margins"] = P.margins_of(source)
+    return files
 
 
+@functools.cache
+def node_margin_source(node: Node) -> MarginSource | None:
+    """margin_source, once per node (read by the inputs and the params of its job)."""
+    return margin_source(node)
+
+
+@functools.cache
+def run_models() -> frozenset[tuple[str, str]]:
+    """(method, variant) of every network the configured tables train."""
+    return frozenset(used_models(config))
+
+
+@functools.cache
+def check_weights() -> None:
+    """Every weight file the run needs (iman.training.weights.check_once), checked once per
+    process; a fault is not cached, so every untrained node reports it."""
+    try:
+        check_once(config["model"], run_models())
+    except WeightsError as err:
+        raise WorkflowError(str(err)) from None
+
+
+@functools.cache
 def check_fit(announce: bool) -> None:
     """The config against the data (fingerprint, split counts): an error stops the run
-    before any training job; the warning list is printed once by the main process when
-    ``announce`` (an untrained node)."""
+    before any training job (not cached: every node raises it); the warning list is printed
+    once by the main process when ``announce`` (an untrained node)."""
     try:
         check_protocol_once(get_protocol_settings(), P.fingerprint, P.split_counts,
                             announce=announce and workflow.is_main_process)
@@ -131,7 +164,13 @@ def check_fit(announce: bool) -> None:
 
 def get_train_protocol(wildcards) -> dict:
     """The node's full training protocol (a change retrains it and its downstream)."""
-    return node_protocol(config, wc_node(wildcards))
+    return train_protocol(wc_node(wildcards))
+
+
+@functools.cache
+def train_protocol(node: Node) -> dict:
+    """node_protocol, once per node (the weight file's digest is read once). Read-only."""
+    return node_protocol(config, node)
 
 
 def get_node_fold(wildcards) -> int:
@@ -146,7 +185,7 @@ def get_mismatch_seed(wildcards) -> int:
 
 def get_margins_threshold(wildcards) -> float | None:
     """MMG threshold of the margins the node reads (recorded in its provenance)."""
-    return config["mmg"]["threshold"] if margin_source(wc_node(wildcards)) else None
+    return config["mmg"]["threshold"] if node_margin_source(wc_node(wildcards)) else None
 
 
 def get_summary_inputs(wildcards) -> dict[str, str]:

@@ -5,7 +5,9 @@
 # reads margins made from the other modality's ground truth, mismatch the other modality's
 # margins of a different patient. Inference over every case happens at the end of the training job
 # (pred.npz), so the margin rule is CPU-only. The node's whole training protocol is a param
-# and a local weight file an input: changing either retrains the node and its downstream.
+# (iman.training.node.node_protocol, generated from the TrainConfig fields): changing any of
+# it retrains the node and its downstream. A pretrained weight file is no input: the protocol
+# holds its name and SHA-256 digest, checked at DAG time, so a new file's content retrains.
 
 
 rule train:

@@ -1,7 +1,8 @@
 """Run a rule's one library call with its output in the job's log (shared by the scripts).
 
-A problem the user must fix (bad data, bad config) is written as its message alone, with
-no traceback in front of it, and the job fails; Snakemake's ``show-failed-logs`` (the
+A problem the user must fix (an :class:`iman.errors.UserError`: data, config, weights,
+plug-in, predict inputs, a diverging recipe, an unsafe checkpoint) is written as its message
+alone, with no traceback in front of it, and the job fails; Snakemake's ``show-failed-logs`` (the
 default workflow profile) then prints it on the console. Anything else keeps its traceback.
 """
 
@@ -11,7 +12,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-USER_ERRORS = ("DatasetError", "ConfigError", "PredictError", "ReadError", "RehearsalError")
+from iman.errors import UserError
 
 # Every job imports this module before torch: idle OpenMP threads sleep instead of spinning,
 # since several single-threaded jobs share the cores. The job's environment wins (a Snakemake
@@ -32,7 +33,7 @@ def run_logged(log_path: str, func: Callable[..., Any], *args: Any, fast_exit: b
     try:
         result = func(*args, **kwargs)
     except Exception as err:
-        if type(err).__name__ in USER_ERRORS:
+        if isinstance(err, UserError):
             print(f"{type(err).__name__}: {err}")
         else:
             traceback.print_exc()

@@ -8,5 +8,8 @@ from _log import run_logged
 from iman.data.protocol import write_protocol_check
 
 sm = snakemake  # noqa: F821
-run_logged(sm.log[0], write_protocol_check, Path(sm.input.fingerprint),
-           Path(sm.input.split_counts), sm.params.settings, Path(sm.output[0]))
+run_logged(sm.log[0], write_protocol_check,
+           fingerprint_file=Path(sm.input.fingerprint),
+           counts_file=Path(sm.input.split_counts),
+           settings=sm.params.settings,
+           out=Path(sm.output[0]))

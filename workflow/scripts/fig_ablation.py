@@ -7,5 +7,7 @@ from _log import run_logged
 from iman.reporting.figures import ablation_bars
 
 sm = snakemake  # noqa: F821
-run_logged(sm.log[0], ablation_bars, Path(sm.input.table), Path(sm.output.png),
-           Path(sm.output.pdf))
+run_logged(sm.log[0], ablation_bars,
+           table_csv=Path(sm.input.table),
+           png=Path(sm.output.png),
+           pdf=Path(sm.output.pdf))

@@ -7,6 +7,7 @@ from _log import run_logged
 from iman.reporting.figures import training_curves
 
 sm = snakemake  # noqa: F821
-run_logged(sm.log[0], training_curves, dict(sm.params.panels),
-           Path(sm.output.png),
-           Path(sm.output.pdf))
+run_logged(sm.log[0], training_curves,
+           histories=dict(sm.params.panels),
+           png=Path(sm.output.png),
+           pdf=Path(sm.output.pdf))

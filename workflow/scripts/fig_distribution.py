@@ -13,5 +13,7 @@ sm = snakemake  # noqa: F821
 files = dict(sm.input.items())
 frames = {method_label(m): pd.read_csv(files[per_case_key(m)], dtype={"case_id": str})
           for m in sm.params.methods}
-run_logged(sm.log[0], dsc_distribution, frames, Path(sm.output.png),
-           Path(sm.output.pdf))
+run_logged(sm.log[0], dsc_distribution,
+           per_case=frames,
+           png=Path(sm.output.png),
+           pdf=Path(sm.output.pdf))

@@ -7,6 +7,11 @@ from _log import run_logged
 from iman.reporting.figures import qualitative_figure
 
 sm = snakemake  # noqa: F821
-run_logged(sm.log[0], qualitative_figure, sm.params.methods, sm.params.reference,
-           dict(sm.input.items()), Path(sm.input.cache), sm.params.n_cases,
-           Path(sm.output.png), Path(sm.output.pdf))
+run_logged(sm.log[0], qualitative_figure,
+           methods=sm.params.methods,
+           reference=sm.params.reference,
+           files=dict(sm.input.items()),
+           cache_dir=Path(sm.input.cache),
+           n_cases=sm.params.n_cases,
+           png=Path(sm.output.png),
+           pdf=Path(sm.output.pdf))

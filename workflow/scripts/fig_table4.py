@@ -7,5 +7,7 @@ from _log import run_logged
 from iman.reporting.figures import table4_heatmap
 
 sm = snakemake  # noqa: F821
-run_logged(sm.log[0], table4_heatmap, Path(sm.input.table), Path(sm.output.png),
-           Path(sm.output.pdf))
+run_logged(sm.log[0], table4_heatmap,
+           table4_csv=Path(sm.input.table),
+           png=Path(sm.output.png),
+           pdf=Path(sm.output.pdf))

@@ -8,5 +8,10 @@ from iman.data.frames import frame_picks
 
 sm = snakemake  # noqa: F821
 w = sm.wildcards
-run_logged(sm.log[0], frame_picks, Path(sm.input.manifest), Path(sm.input.cache),
-           Path(sm.output[0]), w.strategy, int(w.T), int(w.step))
+run_logged(sm.log[0], frame_picks,
+           manifest=Path(sm.input.manifest),
+           cache_dir=Path(sm.input.cache),
+           out=Path(sm.output[0]),
+           strategy=w.strategy,
+           T=int(w.T),
+           step=int(w.step))

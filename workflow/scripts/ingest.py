@@ -9,5 +9,9 @@ from iman.data.ingest import ingest
 sm = snakemake  # noqa: F821
 p = sm.params
 root = Path(sm.input.root) if hasattr(sm.input, "root") else Path(p.root)
-run_logged(sm.log[0], ingest, p.layout, root, Path(sm.output.manifest).parent, p.size,
+run_logged(sm.log[0], ingest,
+           layout=p.layout,
+           root=root,
+           out_dir=Path(sm.output.manifest).parent,
+           size=p.size,
            min_frames=p.min_frames)

@@ -8,5 +8,11 @@ from iman.margins.nodes import make_margins_node
 
 sm = snakemake  # noqa: F821
 w = sm.wildcards
-run_logged(sm.log[0], make_margins_node, Path(sm.input.pred), Path(sm.input.manifest),
-           w.modality, int(w.kernel), w.filter, sm.params.threshold, Path(sm.output[0]))
+run_logged(sm.log[0], make_margins_node,
+           pred_file=Path(sm.input.pred),
+           manifest_file=Path(sm.input.manifest),
+           modality=w.modality,
+           kernel=int(w.kernel),
+           filt=w.filter,
+           threshold=sm.params.threshold,
+           out_file=Path(sm.output[0]))

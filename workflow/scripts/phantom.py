@@ -7,4 +7,6 @@ from _log import run_logged
 from iman.data.phantom import generate
 
 sm = snakemake  # noqa: F821
-run_logged(sm.log[0], generate, Path(sm.output.sheet).parent, **sm.params.phantom)
+run_logged(sm.log[0], generate,
+           out_dir=Path(sm.output.sheet).parent,
+           **sm.params.phantom)

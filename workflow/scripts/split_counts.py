@@ -7,5 +7,7 @@ from _log import run_logged
 from iman.data.fingerprint import write_split_counts
 
 sm = snakemake  # noqa: F821
-run_logged(sm.log[0], write_split_counts, Path(sm.input.fingerprint), Path(sm.input.splits),
-           Path(sm.output[0]))
+run_logged(sm.log[0], write_split_counts,
+           fingerprint_file=Path(sm.input.fingerprint),
+           splits_file=Path(sm.input.splits),
+           out=Path(sm.output[0]))

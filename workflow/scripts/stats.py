@@ -7,4 +7,6 @@ from _log import run_logged
 from iman.evaluation.comparisons import concat_stats
 
 sm = snakemake  # noqa: F821
-run_logged(sm.log[0], concat_stats, list(sm.input), Path(sm.output[0]))
+run_logged(sm.log[0], concat_stats,
+           files=list(sm.input),
+           out=Path(sm.output[0]))

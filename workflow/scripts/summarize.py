@@ -7,5 +7,8 @@ from _log import run_logged
 from iman.evaluation.evaluate import summarize
 
 sm = snakemake  # noqa: F821
-run_logged(sm.log[0], summarize, sm.wildcards.exp, dict(sm.input.items()),
-           Path(sm.output.summary), Path(sm.output.per_case))
+run_logged(sm.log[0], summarize,
+           experiment=sm.wildcards.exp,
+           files=dict(sm.input.items()),
+           summary_out=Path(sm.output.summary),
+           per_case_out=Path(sm.output.per_case))

@@ -7,5 +7,10 @@ from _log import run_logged
 from iman.reporting.tables import render_table
 
 sm = snakemake  # noqa: F821
-run_logged(sm.log[0], render_table, sm.wildcards.table, Path(sm.input.csv),
-           Path(sm.input.marks), Path(sm.output.md), Path(sm.output.tex), Path(sm.output.html))
+run_logged(sm.log[0], render_table,
+           name=sm.wildcards.table,
+           csv=Path(sm.input.csv),
+           marks=Path(sm.input.marks),
+           md=Path(sm.output.md),
+           tex=Path(sm.output.tex),
+           html=Path(sm.output.html))

@@ -8,5 +8,9 @@ from _log import run_logged
 from iman.evaluation.paper_tables import table_data
 
 sm = snakemake  # noqa: F821
-run_logged(sm.log[0], table_data, sm.wildcards.table, sm.params.rows, dict(sm.input.items()),
-           Path(sm.output.csv), Path(sm.output.marks))
+run_logged(sm.log[0], table_data,
+           name=sm.wildcards.table,
+           rows=sm.params.rows,
+           files=dict(sm.input.items()),
+           csv=Path(sm.output.csv),
+           marks=Path(sm.output.marks))

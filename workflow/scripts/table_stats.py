@@ -8,5 +8,7 @@ from _log import run_logged
 from iman.evaluation.comparisons import stats_table
 
 sm = snakemake  # noqa: F821
-run_logged(sm.log[0], stats_table, sm.params.comparisons, dict(sm.input.items()),
-           Path(sm.output[0]))
+run_logged(sm.log[0], stats_table,
+           comparisons=sm.params.comparisons,
+           per_case=dict(sm.input.items()),
+           out=Path(sm.output[0]))

@@ -10,14 +10,20 @@ from iman.training.trainer import CheckpointFiles
 
 sm = snakemake  # noqa: F821
 inp, out, w = sm.input, sm.output, sm.wildcards
-run_logged(
-    sm.log[0], train_node, sm.params.protocol, Node(w.run, w.modality, int(w.loop)),
-    Path(inp.cache), Path(inp.splits), sm.params.fold,
-    Path(inp.frames) if hasattr(inp, "frames") else None,
-    CheckpointFiles(Path(out.best), Path(out.last), Path(sm.params.resume), Path(out.history)),
-    Path(out.pred), Path(out.provenance),
-    init_weights=Path(inp.init) if hasattr(inp, "init") else None,
-    margins_file=Path(inp.margins) if hasattr(inp, "margins") else None,
-    margins_threshold=sm.params.margins_threshold,
-    threads=sm.threads, fast_exit=True,
-)
+run_logged(sm.log[0], train_node,
+           protocol=sm.params.protocol,
+           node=Node(w.run, w.modality, int(w.loop)),
+           cache_dir=Path(inp.cache),
+           splits_file=Path(inp.splits),
+           fold=sm.params.fold,
+           frames_file=Path(inp.frames) if hasattr(inp, "frames") else None,
+           checkpoints=CheckpointFiles(best=Path(out.best), last=Path(out.last),
+                                       resume=Path(sm.params.resume),
+                                       history=Path(out.history)),
+           pred_out=Path(out.pred),
+           provenance_out=Path(out.provenance),
+           init_weights=Path(inp.init) if hasattr(inp, "init") else None,
+           margins_file=Path(inp.margins) if hasattr(inp, "margins") else None,
+           margins_threshold=sm.params.margins_threshold,
+           threads=sm.threads,
+           fast_exit=True)

@@ -6,23 +6,61 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from iman.names import per_case_key
+from iman.evaluation.metrics import METRICS
+from iman.experiments import row_title
+from iman.names import MODALITIES, per_case_key
 
-__all__ = ["STAT_METRICS", "concat_stats", "stats_table"]
+__all__ = ["STAT_METRICS", "concat_stats", "parse_seed_diffs",
+           "seed_differences", "stats_table", "write_csv"]
 
 
-STAT_METRICS = {"std_dsc": ("DSC", True), "std_hd_mm": ("HD (mm)", False)}
+STAT_METRICS = {m.column: (m.label, m.higher) for m in METRICS if m.tested}
 """Metrics tested per comparison, with (label, higher is better): the standard DSC and
 Hausdorff distance."""
 
 
 
-_STATS_COLUMNS = ["table", "row", "reference", "primary", "modality", "metric", "better",
-                 "n_runs", "n_cases", "mean_diff", "ci_low", "ci_high", "p", "p_holm",
-                 "effect_size", "test", "ci_method"]
-"""Columns of ``stats.csv`` (docs/statistics.md)."""
+_STATS_COLUMNS = ["table", "comparison", "row", "reference", "primary", "modality", "metric",
+                  "better", "n_runs", "n_cases", "mean_diff", "ci_low", "ci_high", "p",
+                  "p_holm", "effect_size", "n_seeds", "seed_diffs", "seeds_agree",
+                  "n_empty_row", "n_empty_reference", "test", "ci_method"]
+"""Columns of ``stats.csv`` (docs/statistics.md). ``comparison`` is the reader's name
+("IMAN vs baseline"), ``row``/``reference`` the machine keys
+(:func:`iman.experiments.row_label`)."""
+
+
+def write_csv(df: pd.DataFrame, out: Path) -> None:
+    """A CSV at full precision: pandas writes each float's shortest round-trip repr, so a
+    number read back is the number computed (no ``float_format``)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out, index=False)
+
+
+def seed_differences(row: Sequence[pd.DataFrame], reference: Sequence[pd.DataFrame],
+                     metric: str) -> dict[int, float]:
+    """Each training seed's own mean paired difference (row − reference) of ``metric``: the
+    row's and the reference's runs of that seed (folds pooled), on their common test cases."""
+    from iman.evaluation.stats import case_means
+
+    def by_seed(frames: Sequence[pd.DataFrame]) -> dict[int, list[pd.DataFrame]]:
+        out: dict[int, list[pd.DataFrame]] = {}
+        for f in frames:
+            if "seed" in f and len(f):
+                out.setdefault(int(f["seed"].iloc[0]), []).append(f)
+        return out
+
+    a, b = by_seed(row), by_seed(reference)
+    diffs = {}
+    for seed in sorted(set(a) & set(b)):
+        x, y = case_means(a[seed], metric), case_means(b[seed], metric)
+        common = x.index.intersection(y.index)
+        if len(common):
+            diffs[seed] = float((x[common] - y[common]).mean())
+    return diffs
+
 
 
 
@@ -46,12 +84,13 @@ def stats_table(comparisons: Sequence[tuple[str, str, str, Sequence[str], Sequen
         TEST,
         case_means,
         compare,
+        count_empty,
         holm,
         table_reference_flags,
     )
 
     def tested(table: str) -> Sequence[str]:
-        return modalities.get(table, ("us", "ceus")) if modalities is not None else (
+        return modalities.get(table, MODALITIES) if modalities is not None else (
             table_modalities(table))
 
     comparisons = [tuple(c) for c in comparisons]
@@ -71,22 +110,38 @@ def stats_table(comparisons: Sequence[tuple[str, str, str, Sequence[str], Sequen
                 continue
             for metric, (_, higher) in STAT_METRICS.items():
                 c = compare(case_means(pick, metric), case_means(base, metric))
-                records.append({"table": table, "row": row, "reference": ref,
-                                "primary": primary[(table, row, ref)], "modality": modality,
-                                "metric": metric, "better": "positive" if higher else "negative",
-                                "n_runs": len(row_exps), **c.as_dict(), "test": TEST,
-                                "ci_method": CI_METHOD})
-    df = pd.DataFrame(records, columns=[c for c in _STATS_COLUMNS if c != "p_holm"])
-    df.insert(df.columns.get_loc("p") + 1, "p_holm", float("nan"))
+                seeds = seed_differences(pick, base, metric)
+                pooled = np.sign(c.mean_diff)
+                records.append({
+                    "table": table, "comparison": f"{row_title(row)} vs {row_title(ref)}",
+                    "row": row, "reference": ref, "primary": primary[(table, row, ref)],
+                    "modality": modality, "metric": metric,
+                    "better": "positive" if higher else "negative",
+                    "n_runs": len(row_exps), **c.as_dict(), "p_holm": float("nan"),
+                    "n_seeds": len(seeds),
+                    "seed_diffs": ";".join(f"{k}:{v!r}" for k, v in seeds.items()),
+                    "seeds_agree": int(sum(pooled != 0 and np.sign(v) == pooled
+                                           for v in seeds.values())),
+                    "n_empty_row": count_empty(pick), "n_empty_reference": count_empty(base),
+                    "test": TEST, "ci_method": CI_METHOD})
+    df = pd.DataFrame(records, columns=_STATS_COLUMNS)
     for _, idx in df.groupby(["table", "modality", "metric"]).groups.items():
         df.loc[idx, "p_holm"] = holm(df.loc[idx, "p"].to_numpy())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out, index=False, float_format="%.6g")
+    write_csv(df, out)
     return df
+
+
+def parse_seed_diffs(cell: object) -> dict[int, float]:
+    """``seed_diffs`` of a stats.csv row (``"0:0.012;1:-0.003"``) as {seed: difference}."""
+    if not isinstance(cell, str) or not cell:
+        return {}
+    return {int(k): float(v) for k, v in (part.split(":", 1) for part in cell.split(";"))}
 
 
 
 def concat_stats(files: Sequence[str | Path], out: Path) -> None:
-    """The per-table comparison files as one ``stats.csv`` (table order kept)."""
-    frames = [pd.read_csv(f) for f in files]
-    pd.concat(frames, ignore_index=True).to_csv(out, index=False, float_format="%.6g")
+    """The per-table comparison files as one ``stats.csv`` (table order kept), at full
+    precision (the files are read as text: nothing is re-parsed or rounded)."""
+    frames = [pd.read_csv(f, dtype={"seed_diffs": str})
+              for f in files]
+    write_csv(pd.concat(frames, ignore_index=True), out)

@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               if lab.get("modal_fusion") in labels]
     df = diagnose(args.results, wanted, baseline)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out.with_suffix(".csv"), index=False, float_format="%.4f")
+    df.to_csv(args.out.with_suffix(".csv"), index=False)  # full precision
     plot(df, args.out.with_suffix(".png"))
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(summarise(df).round(3).to_string(index=False))

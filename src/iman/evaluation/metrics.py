@@ -40,7 +40,7 @@ Empty-mask policy (no NaN ever leaves this module):
 from __future__ import annotations
 
 import math
-from typing import Final
+from typing import Final, NamedTuple
 
 import cv2
 import numpy as np
@@ -48,8 +48,12 @@ from scipy import ndimage
 from scipy.spatial.distance import cdist
 
 __all__ = [
+    "EMPTY_PRED",
+    "METRICS",
     "METRIC_COLUMNS",
+    "REPORTED_METRICS",
     "THRESHOLD",
+    "Metric",
     "MetricInfo",
     "boundary_distances",
     "case_metrics",
@@ -62,20 +66,51 @@ __all__ = [
 
 THRESHOLD: Final = 0.5
 
+class Metric(NamedTuple):
+    """The facts of one per-case metric, in one place: metrics, stats, tables and figures
+    read them from :data:`METRICS`."""
+
+    column: str
+    """Column of ``metrics.csv`` / ``per_case.csv``."""
+    family: str
+    """``standard`` or ``paper`` (paper-compatible, docs/metrics.md)."""
+    label: str
+    """How tables and figures name it."""
+    higher: bool
+    """Higher is better."""
+    short: str = ""
+    """Its name in the table CSVs (``<mod>_<short>``) when the tables report it."""
+    printed: str = ""
+    """The printed paper value it is compared with (``paper_<mod>_<printed>``), if any."""
+    tested: bool = False
+    """Tested per comparison in stats.csv (paired test, Holm, the tables' ▲/▼)."""
+
+
+METRICS: Final = (
+    Metric("std_dsc", "standard", "DSC", True, "dsc", tested=True),
+    Metric("std_iou", "standard", "IoU", True),
+    Metric("std_precision", "standard", "Precision", True),
+    Metric("std_recall", "standard", "Recall", True),
+    Metric("std_hd_mm", "standard", "HD (mm)", False, "hd", tested=True),
+    Metric("std_hd95_mm", "standard", "HD95 (mm)", False, "hd95"),
+    Metric("paper_soft_dsc", "paper", "soft DSC", True, "soft_dsc", printed="dsc"),
+    Metric("paper_row_hd", "paper", "row-HD", False, "row_hd", printed="hd"),
+)
+"""Every metric :func:`case_metrics` returns, in report order."""
+
 MetricInfo = tuple[str, str, bool]
-"""(family, short label, higher is better)."""
+"""(family, label, higher is better)."""
 
 METRIC_COLUMNS: Final[dict[str, MetricInfo]] = {
-    "std_dsc": ("standard", "DSC", True),
-    "std_iou": ("standard", "IoU", True),
-    "std_precision": ("standard", "Precision", True),
-    "std_recall": ("standard", "Recall", True),
-    "std_hd_mm": ("standard", "HD (mm)", False),
-    "std_hd95_mm": ("standard", "HD95 (mm)", False),
-    "paper_soft_dsc": ("paper", "soft DSC (paper)", True),
-    "paper_row_hd": ("paper", "row-HD (paper)", False),
-}
-"""Every column :func:`case_metrics` returns, in report order."""
+    m.column: (m.family, m.label, m.higher) for m in METRICS}
+"""Every metric column :func:`case_metrics` returns, in report order."""
+REPORTED_METRICS: Final = {m.short: m for m in METRICS if m.short}
+"""The metrics the paper tables report, by their table name (``dsc``, ``hd`` …)."""
+
+EMPTY_PRED: Final = "empty_pred"
+"""Per-case flag (1.0/0.0) :func:`case_metrics` returns after the metrics: the thresholded
+prediction is empty while the lesion is not, so DSC is 0 and HD = HD95 = the image diagonal
+(the empty-mask penalty); tables and stats.csv count these cells' empty predictions."""
 
 
 def overlap_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
@@ -180,7 +215,7 @@ def case_metrics(
     mask_orig: np.ndarray,
     spacing_mm: float,
 ) -> dict[str, float]:
-    """All :data:`METRIC_COLUMNS` for one case.
+    """All :data:`METRIC_COLUMNS` for one case, then the :data:`EMPTY_PRED` flag.
 
     ``prob``: S×S probabilities in [0, 1] at the working size; ``mask_work``: the S×S 0/1
     mask; ``mask_orig``: the H×W 0/1 mask at the original size; ``spacing_mm``: the original
@@ -197,6 +232,8 @@ def case_metrics(
         raise ValueError(f"spacing_mm must be positive, got {spacing_mm}")
     h, w = mo.shape
     p_orig = cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) if p.shape != (h, w) else p
-    out = standard_metrics(p_orig >= THRESHOLD, mo > 0, float(spacing_mm))
+    binary = p_orig >= THRESHOLD
+    out = standard_metrics(binary, mo > 0, float(spacing_mm))
     out.update(paper_metrics(p, mw > 0))
-    return {k: float(out[k]) for k in METRIC_COLUMNS}
+    empty = not binary.any() and bool((mo > 0).any())
+    return {**{k: float(out[k]) for k in METRIC_COLUMNS}, EMPTY_PRED: float(empty)}

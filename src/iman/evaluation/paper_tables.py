@@ -11,7 +11,7 @@ runner-up) → :func:`table_data` writes the tidy table (``<table>.csv``) and it
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,18 +19,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from iman.evaluation.metrics import REPORTED_METRICS
 from iman.models.registry import method_label
-from iman.names import per_case_key, summary_key
+from iman.names import MODALITIES, per_case_key, summary_key
 
-__all__ = ["REPORTED", "TABLE_MODALITIES", "add_significance", "build_table", "init_files",
-           "paper_values", "table_data", "table_modalities"]
+__all__ = ["PAPER_BESIDE", "REPORTED", "TABLE_MODALITIES", "add_significance", "build_table",
+           "empty_penalties", "init_files", "paper_values", "table_data", "table_modalities"]
 
 
-# reported columns: name in the table -> (metric column, higher is better)
-REPORTED = {
-    "dsc": ("std_dsc", True), "hd": ("std_hd_mm", False), "hd95": ("std_hd95_mm", False),
-    "soft_dsc": ("paper_soft_dsc", True), "row_hd": ("paper_row_hd", False),
-}
+REPORTED = {short: (m.column, m.higher) for short, m in REPORTED_METRICS.items()}
+"""Reported columns: name in the table -> (metric column, higher is better)."""
+PAPER_BESIDE = {short: m.printed for short, m in REPORTED_METRICS.items() if m.printed}
+"""Reported paper-compatible column -> the printed paper value it is compared with (the CSV
+column ``paper_<mod>_<printed>``, docs/metrics.md): what tables and figures put beside it."""
 
 
 
@@ -42,7 +43,7 @@ count shares one US node, so its US comparisons would be a node against itself).
 
 def table_modalities(table: str) -> tuple[str, ...]:
     """The modalities of a table's columns and of its paired comparisons."""
-    return TABLE_MODALITIES.get(table, ("us", "ceus"))
+    return TABLE_MODALITIES.get(table, MODALITIES)
 
 
 
@@ -106,7 +107,8 @@ def build_table(table: str, rows: list[tuple[dict[str, Any], list[dict[str, Any]
 
 
 
-_STAT_OF = {"dsc": "std_dsc", "hd": "std_hd_mm"}  # table columns tested in stats.csv
+_STAT_OF = {short: m.column for short, m in REPORTED_METRICS.items() if m.tested}
+"""Table columns tested in stats.csv (their p_holm and paired difference set the marks)."""
 
 
 
@@ -131,8 +133,11 @@ def _table_reference_rows(stats: pd.DataFrame) -> pd.DataFrame:
 
 def _case_counts(df: pd.DataFrame, per_case: list[list[pd.DataFrame]]) -> None:
     """``<mod>_n_cases``: distinct test cases over a row's runs (a case tested by 3 seeds
-    counts once), placed after ``<mod>_loop``."""
-    for modality in ("us", "ceus"):
+    counts once), placed after ``<mod>_loop``; then ``<mod>_n_empty``: the empty predictions
+    among the row's test rows (cases × runs, :func:`iman.evaluation.stats.count_empty`)."""
+    from iman.evaluation.stats import count_empty
+
+    for modality in MODALITIES:
         if f"{modality}_loop" not in df:
             continue
         counts = []
@@ -144,31 +149,37 @@ def _case_counts(df: pd.DataFrame, per_case: list[list[pd.DataFrame]]) -> None:
                     rows = rows[rows["split"] == "test"]
                 ids.update(rows["case_id"].astype(str))
             counts.append(len(ids) if ids else None)
-        col = f"{modality}_n_cases"
-        values = pd.array(counts, dtype="Int64")
-        if col in df:
-            df[col] = values
-        else:
-            df.insert(df.columns.get_loc(f"{modality}_loop") + 1, col, values)
+        empty = [count_empty([f[f["modality"] == modality] for f in runs]) for runs in per_case]
+        after = f"{modality}_loop"
+        for col, values in ((f"{modality}_n_cases", pd.array(counts, dtype="Int64")),
+                            (f"{modality}_n_empty", pd.array(
+                                [None if np.isnan(e) else int(e) for e in empty],
+                                dtype="Int64"))):
+            if col in df:
+                df[col] = values
+            else:
+                df.insert(df.columns.get_loc(after) + 1, col, values)
+            after = col
 
 
 
 def add_significance(df: pd.DataFrame, row_names: list[str],
                      per_case: list[list[pd.DataFrame]], stats: pd.DataFrame | None
-                     ) -> dict[str, float]:
-    """Add the per-case facts of each row to ``df`` and return, per displayed column, the p
-    that decides its bold.
+                     ) -> dict[str, dict[str, Any]]:
+    """Add the per-case facts of each row to ``df`` and return, per displayed column, how its
+    best row compares with the runner-up (what decides its bold).
 
-    Added columns: ``<mod>_n_cases`` (distinct test cases over the row's runs), ``reference``
-    (the row's table reference row) and ``<mod>_<dsc|hd>_p_holm`` (the Holm-adjusted p of the
-    row vs that reference, from ``stats``, matched on (row, reference): a row's comparisons
-    with other rows never set its ``*``). ``row_names``/``per_case`` follow ``df``'s rows
-    (``per_case``: each run's rows).
+    Added columns: ``<mod>_n_cases`` (distinct test cases over the row's runs),
+    ``<mod>_n_empty`` (empty predictions), ``reference`` (the row's table reference row),
+    ``<mod>_<dsc|hd>_p_holm`` and ``<mod>_<dsc|hd>_diff`` (the Holm-adjusted p and the paired
+    mean difference row − reference, from ``stats``, matched on (row, reference): a row's
+    comparisons with other rows never set its mark). ``row_names``/``per_case`` follow
+    ``df``'s rows (``per_case``: each run's rows).
 
-    Returned: per column, the two-sided p (:func:`iman.evaluation.stats.compare`) of its best
-    row vs the
-    runner-up, or 1 when the paired mean difference does not favour the best (given the
-    metric's direction) or the two means tie.
+    Returned: per column ``{"p": p, "favours": f}``: the two-sided p
+    (:func:`iman.evaluation.stats.compare`) of the best row vs the runner-up on their common
+    cases, and which one the paired mean difference favours (``best``, ``runner-up``, or
+    ``tie`` when the two means or the paired difference are equal).
     """
     from iman.evaluation.stats import case_means, compare
 
@@ -179,15 +190,19 @@ def add_significance(df: pd.DataFrame, row_names: list[str],
         if len(reference) != len(primary[["row", "reference"]].drop_duplicates()):
             raise ValueError("a row of the table has two table reference rows in stats")
         df["reference"] = [reference.get(r, "") for r in row_names]
-        for modality in ("us", "ceus"):
+        for modality in MODALITIES:
             for short, metric in _STAT_OF.items():
                 sub = primary[(primary["modality"] == modality) & (primary["metric"] == metric)]
-                p = {(r, ref): v for r, ref, v in zip(sub["row"], sub["reference"], sub["p_holm"])}
+                keys = list(zip(sub["row"], sub["reference"]))
+                p = dict(zip(keys, sub["p_holm"]))
+                diff = dict(zip(keys, sub["mean_diff"]))
                 if f"{modality}_{short}" in df:
                     df[f"{modality}_{short}_p_holm"] = [p.get((r, reference.get(r)), np.nan)
                                                         for r in row_names]
-    separation: dict[str, float] = {}
-    for modality in ("us", "ceus"):
+                    df[f"{modality}_{short}_diff"] = [diff.get((r, reference.get(r)), np.nan)
+                                                      for r in row_names]
+    separation: dict[str, dict[str, Any]] = {}
+    for modality in MODALITIES:
         for short, (metric, higher) in REPORTED.items():
             col = f"{modality}_{short}"
             if col not in df or df[col].notna().sum() < 2:
@@ -195,7 +210,7 @@ def add_significance(df: pd.DataFrame, row_names: list[str],
             order = df[col].sort_values(ascending=not higher).dropna().index
             best, second = order[0], order[1]
             if df.at[best, col] == df.at[second, col]:
-                separation[col] = 1.0
+                separation[col] = {"p": 1.0, "favours": "tie"}
                 continue
 
             def values(i: Any, metric: str = metric, modality: str = modality) -> pd.Series:
@@ -203,8 +218,9 @@ def add_significance(df: pd.DataFrame, row_names: list[str],
                 return case_means(runs, metric)
 
             c = compare(values(best), values(second))
-            favours_best = c.mean_diff > 0 if higher else c.mean_diff < 0
-            separation[col] = c.p if favours_best else 1.0
+            towards = c.mean_diff if higher else -c.mean_diff
+            favours = "best" if towards > 0 else "runner-up" if towards < 0 else "tie"
+            separation[col] = {"p": c.p, "favours": favours}
     return separation
 
 
@@ -233,10 +249,26 @@ def table_data(name: str, rows: Sequence[tuple[dict[str, Any], Sequence[str]]],
                 for _, exps in rows for exp in exps}
     separation = add_significance(
         df, [row_label(dict(lab)) for lab, _ in rows],
-        [[per_case[e] for e in exps] for _, exps in rows], pd.read_csv(files["stats"]))
+        [[per_case[e] for e in exps] for _, exps in rows],
+        pd.read_csv(files["stats"], dtype={"seed_diffs": str}))
     init = [[row_label(dict(lab)), init_files([loaded[e] for e in exps])] for lab, exps in rows]
     for path in (csv, marks):
         path.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(csv, index=False)
-    marks.write_text(json.dumps({"separation": separation, "initialisation": init}, indent=1))
+    marks.write_text(json.dumps({"separation": separation, "initialisation": init,
+                                 "empty_penalty_mm": empty_penalties(per_case.values())},
+                                indent=1))
     return df
+
+
+def empty_penalties(frames: Iterable[pd.DataFrame]) -> list[float]:
+    """The distinct HD penalties (mm, the image diagonals) of the empty predictions among the
+    test rows of ``frames``, sorted; empty when there are none."""
+    from iman.evaluation.metrics import EMPTY_PRED
+
+    values: set[float] = set()
+    for f in frames:
+        if EMPTY_PRED in f:
+            rows = f[(f[EMPTY_PRED] == 1) & ((f["split"] == "test") if "split" in f else True)]
+            values.update(float(v) for v in rows["std_hd_mm"])
+    return sorted(values)

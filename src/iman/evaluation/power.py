@@ -21,8 +21,18 @@ import numpy as np
 import pandas as pd
 
 from iman.evaluation.stats import EXACT_MAX_N, N_FLIPS, sign_flip
+from iman.names import MODALITIES
 
-__all__ = ["minimal_detectable", "power_at", "smallest_p"]
+__all__ = ["family_sizes", "minimal_detectable", "power_at", "smallest_p"]
+
+
+def family_sizes(stats: pd.DataFrame, table: str, metric: str) -> dict[str, int]:
+    """Holm family size per modality of one table and metric: the comparisons that
+    ``stats.csv`` (or the table's ``<table>_stats.csv``) really holds for it (Table I tests
+    every method on the modalities it handles: 11 US and 8 CEUS comparisons in the paper's
+    set, not one count for both)."""
+    sub = stats[(stats["table"] == table) & (stats["metric"] == metric)]
+    return {str(m): int(n) for m, n in sub.groupby("modality").size().items()}
 
 
 def smallest_p(n: int, n_flips: int = N_FLIPS) -> float:
@@ -74,9 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = resolve_config([args.results / "config.resolved.yaml"], {})
     comps = table_comparisons(cfg, args.table)
     P = Paths(str(args.results))
-    m = len(comps)  # Holm family: the table's comparisons of one modality and metric
+    # Holm family: the table's comparisons of one modality and metric, as tested
+    sizes = family_sizes(pd.read_csv(P.table_stats(args.table)), args.table, args.metric)
     rows = []
-    for modality in ("us", "ceus"):
+    for modality in MODALITIES:
+        m = sizes.get(modality, 0)
         for row, ref, a, b in comps:
             frames = [pd.read_csv(P.per_case(e), dtype={"case_id": str}) for e in (*a, *b)]
             frames = [f[f["modality"] == modality] for f in frames]
@@ -86,13 +98,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if len(common) == 0:
                 continue
             d = (x[common] - y[common]).to_numpy(float)
-            rows.append({"modality": modality, "row": row, "reference": ref, "n": len(d),
+            rows.append({"modality": modality, "row": row, "reference": ref, "m": m,
+                         "n": len(d),
                          "sd_diff": float(np.std(d, ddof=1)),
                          "smallest_p": smallest_p(len(d)),
                          "smallest_p_holm": min(1.0, m * smallest_p(len(d))),
                          "mdd_80": minimal_detectable(d, len(d), m, sims=args.sims)})
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(f"{args.table}, {args.metric}: Holm family size m = {m}")
+        print(f"{args.table}, {args.metric}: Holm family size m = "
+              + ", ".join(f"{k.upper()} {v}" for k, v in sizes.items()))
         print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
 

@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import stats as sps
 
 __all__ = ["CI_METHOD", "EXACT_MAX_N", "N_FLIPS", "TEST", "Comparison", "case_means",
-           "compare", "holm", "rank_biserial", "sign_flip", "table_reference_flags"]
+           "compare", "count_empty", "holm", "rank_biserial", "sign_flip", "table_reference_flags"]
 
 TEST = "sign-flip permutation (mean)"
 """Name of the test in stats.csv's ``test`` column."""
@@ -69,6 +69,17 @@ def case_means(frames: Sequence[pd.DataFrame], metric: str) -> pd.Series:
     return rows.groupby(rows["case_id"].astype(str))[metric].mean().dropna()
 
 
+def count_empty(frames: Sequence[pd.DataFrame]) -> float:
+    """Empty predictions among the test rows of a row's runs (cases × runs; the HD penalty of
+    :data:`iman.evaluation.metrics.EMPTY_PRED`); NaN for per-case files without the flag."""
+    from iman.evaluation.metrics import EMPTY_PRED
+
+    rows = [f[f["split"] == "test"] if "split" in f else f for f in frames]
+    if not rows or any(EMPTY_PRED not in f for f in rows):
+        return float("nan")
+    return float(sum(int(f[EMPTY_PRED].sum()) for f in rows))
+
+
 def _sign_chunks(n: int, n_flips: int, seed: int) -> Iterator[np.ndarray]:
     """Sign patterns (±1 rows): all 2ⁿ when n ≤ EXACT_MAX_N, else the identity then
     ``n_flips`` seeded random rows; yielded in chunks so memory stays bounded."""
@@ -91,8 +102,11 @@ def sign_flip(diff: np.ndarray, level: float = 0.95, n_flips: int = N_FLIPS, see
     when |a − δb| ≥ |m − δ| (m = mean(d)): a closed interval of δ around m, namely
     [m − |e|/(1 − β), m + |e|/(1 + β)] with e = a − m·b and β = b·sign(e) (unbounded for
     s = ±1). δ is accepted when at least ``(1 − level)`` of the patterns count, so the bounds
-    are order statistics of those interval ends. Returns (p, low, high); NaN for no data;
-    equal differences d give the point interval (d, d) once n ≥ 6.
+    are order statistics of those interval ends. Ties use one rule for both: a pattern counts
+    when |a| ≥ |m| − tol, and its interval is widened by the same ``tol`` (|e| + tol), so
+    ``p < 1 − level`` exactly when 0 lies outside [low, high], also for tied or zero-heavy
+    differences. Returns (p, low, high); NaN for no data; equal differences d give the point
+    interval (d, d) once n ≥ 6.
     """
     d = np.asarray(diff, dtype=float)
     n = d.size
@@ -110,9 +124,10 @@ def sign_flip(diff: np.ndarray, level: float = 0.95, n_flips: int = N_FLIPS, see
         e = a - m * b
         beta = b * np.sign(e)
         full = np.abs(total) == n
+        reach = np.abs(e) + tol  # the tie tolerance of the count, so p and CI agree at ties
         with np.errstate(divide="ignore", invalid="ignore"):
-            low = np.where(full, -np.inf, m - np.abs(e) / (1 - beta))
-            high = np.where(full, np.inf, m + np.abs(e) / (1 + beta))
+            low = np.where(full, -np.inf, m - reach / (1 - beta))
+            high = np.where(full, np.inf, m + reach / (1 + beta))
         lows.append(low)
         highs.append(high)
     low_all, high_all = np.concatenate(lows), np.concatenate(highs)

@@ -2,7 +2,8 @@
 
 One branch's prediction becomes the other branch's margin map (paper §III-B):
 
-1. binarise the probability map at ``prob >= threshold`` (default 0.5);
+1. binarise the probability map at ``prob >= threshold`` (no default here: the one default
+   is the config schema's ``mmg.threshold``, the authors' 0.1);
 2. erode and dilate it with an elliptical structuring element;
 3. XOR: the band is ``dilated AND NOT eroded`` (the eroded set lies inside the dilated one);
 4. filter the band with ``none | mean | gaussian``; the result is a map in [0, 1] at the
@@ -51,6 +52,7 @@ from typing import TYPE_CHECKING, Final
 import cv2
 import numpy as np
 
+from iman.data.geometry import kernel_axes, nearest_odd
 from iman.names import FILTERS
 
 if TYPE_CHECKING:  # torch is imported where it is used: the CPU margin rule never loads it
@@ -64,29 +66,14 @@ __all__ = [
     "ellipse_footprint",
     "filter_size",
     "hard_band",
-    "kernel_axes",
     "make_margins",
     "margin_mask",
     "margin_mask_torch",
-    "nearest_odd",
     "original_sizes",
 ]
 
 PAPER_KERNELS: Final = (50, 75, 100, 125)
 FILTER_PX_AT_320: Final = 75
-
-
-def nearest_odd(x: float) -> int:
-    """The odd integer nearest to ``x`` (ties go up), at least 1."""
-    return max(1, 2 * math.floor((x - 1.0) / 2.0 + 0.5) + 1)
-
-
-def kernel_axes(kernel_px: float, orig_size: tuple[int, int], work_size: int) -> tuple[int, int]:
-    """Element size ``(kh, kw)`` in working pixels for a ``kernel_px`` circle in original space."""
-    h, w = orig_size
-    if kernel_px <= 0 or h <= 0 or w <= 0 or work_size <= 0:
-        raise ValueError(f"need positive sizes, got k={kernel_px}, orig={orig_size}, S={work_size}")
-    return nearest_odd(kernel_px * work_size / h), nearest_odd(kernel_px * work_size / w)
 
 
 def filter_size(work_size: int) -> int:
@@ -131,7 +118,7 @@ def margin_mask(
     kernel_px: float,
     filter: str,
     orig_size: tuple[int, int],
-    threshold: float = 0.5,
+    threshold: float,
 ) -> np.ndarray:
     """Soft margin (S×S float32 in [0, 1]) of one working-size probability map.
 
@@ -218,7 +205,7 @@ def margin_mask_torch(
     kernel_px: float,
     filter: str,
     orig_sizes: Sequence[tuple[int, int]],
-    threshold: float = 0.5,
+    threshold: float,
 ) -> torch.Tensor:
     """Batched :func:`margin_mask` on the tensor's device.
 
@@ -258,7 +245,7 @@ def make_margins(
     sizes: Mapping[str, tuple[int, int]],
     kernel_px: float,
     filter: str,
-    threshold: float = 0.5,
+    threshold: float,
     device: str = "cpu",
     batch_size: int = 64,
     backend: str = "auto",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from iman.models.registry import MethodCard
+from iman.names import MODALITIES
 
 __all__ = ["aaunet", "ceusegnet", "dcnet", "deeplabv3", "dpran", "fpn", "ggnet", "nunet",
            "swinunet", "transunet", "unet", "unetpp", "usseg"]
@@ -65,7 +66,7 @@ transunet = MethodCard(
         "tiny": _TRANSUNET_TINY,
         "demo": _TRANSUNET_TINY,
     },
-    modalities=("us", "ceus"),
+    modalities=MODALITIES,
     gates_skips=True,
     paper_params_m=105.28,
     paper_input={"in_channels": {"us": 3}, "img_size": 224},
@@ -86,7 +87,7 @@ swinunet = MethodCard(
         "demo": {"embed_dim": 32, "depths": (1, 1, 1, 1), "num_heads": (1, 2, 4, 8),
                  "window_size": 4},
     },
-    modalities=("us", "ceus"),
+    modalities=MODALITIES,
     gates_skips=False,
     paper_params_m=41.38,
     paper_input={"in_channels": {"us": 3}, "img_size": 224},
@@ -195,7 +196,7 @@ ceusegnet = MethodCard(
     build=f"{_M}.ceusegnet:build_ceusegnet",
     variants={"paper": {}, "demo": {"widths": (8, 8, 16, 32, 32)}},
     modalities=("ceus",),
-    inputs=("us", "ceus"),
+    inputs=MODALITIES,
     gates_skips=True,
     paper_params_m=9.281,
     paper_input={"in_channels": {"us": 1, "ceus": 1}, "img_size": 128},

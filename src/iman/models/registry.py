@@ -38,7 +38,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
 from iman.errors import UserError
-from iman.names import METHOD_NAME, METHOD_NAMES
+from iman.names import INJECTIONS, METHOD_NAME, METHOD_NAMES, MODALITIES
 
 if TYPE_CHECKING:  # torch is imported lazily: light jobs (tables, metrics) never pay for it
     from torch import nn
@@ -66,7 +66,6 @@ __all__ = [
     "valid_methods",
 ]
 
-INJECTIONS = ("gate_skips", "input_channel")
 METHOD_GROUP = "iman.methods"
 IN_TREE = "iman"
 """The distribution that holds the in-tree methods."""
@@ -75,7 +74,6 @@ NAME_RE = re.compile(METHOD_NAME)
 REFERENCE_RE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 RESERVED = {"iman": "IMAN"}
 """Row names that are not methods, with their labels."""
-_MODALITIES = ("us", "ceus")
 
 
 class UnknownModelError(UserError, KeyError):
@@ -125,7 +123,7 @@ class MethodCard:
     label: str
     build: str
     variants: Mapping[str, Mapping[str, Any]]
-    modalities: tuple[str, ...] = ("us", "ceus")
+    modalities: tuple[str, ...] = MODALITIES
     inputs: tuple[str, ...] | None = None
     gates_skips: bool = True
     paper_params_m: float | None = None
@@ -216,9 +214,9 @@ def _card_problems(card: object, ep_name: str) -> list[str]:
         problems.append("label must be a non-empty string")
     if "paper" not in card.variants:
         problems.append(f"no 'paper' variant (variants: {sorted(card.variants)})")
-    bad = [m for m in (*card.modalities, *(card.inputs or ())) if m not in _MODALITIES]
+    bad = [m for m in (*card.modalities, *(card.inputs or ())) if m not in MODALITIES]
     if bad or not card.modalities:
-        problems.append(f"modalities/inputs must be non-empty and among {_MODALITIES}, "
+        problems.append(f"modalities/inputs must be non-empty and among {MODALITIES}, "
                         f"got {card.modalities}/{card.inputs}")
     multiples = (card.size_multiple.values() if isinstance(card.size_multiple, Mapping)
                  else [card.size_multiple])

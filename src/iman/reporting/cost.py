@@ -116,7 +116,7 @@ def write_cost_table(df: pd.DataFrame, out_csv: Path) -> float:
     out = pd.concat([df, total_row], ignore_index=True) if len(df) else total_row
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
-    out.to_csv(out_csv, index=False, float_format="%.3f")
+    out.to_csv(out_csv, index=False)  # full precision (round-trip floats)
     return total
 
 

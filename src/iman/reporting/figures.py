@@ -29,6 +29,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import ConnectionPatch, Patch, Rectangle
 
+from iman.evaluation.metrics import REPORTED_METRICS, THRESHOLD
+from iman.evaluation.paper_tables import PAPER_BESIDE
 from iman.experiments import Node, node_for, parse_name
 from iman.names import FILTERS, MODALITIES, node_key, per_case_key, pred_key, summary_key
 from iman.paths import case_file
@@ -56,7 +58,6 @@ LEGEND_IN: Final = 0.4
 """Height in inches added below image grids for the legend."""
 GT_COLOUR: Final = "#00ff00"
 PRED_COLOUR: Final = "#ff00ff"
-THRESHOLD: Final = 0.5
 _MOD_LABEL: Final = {"us": "US", "ceus": "CEUS"}
 _MISSING: Final = "—"
 _STYLE: Final = {"font.size": 7, "axes.titlesize": 7, "axes.labelsize": 7,
@@ -399,18 +400,15 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
     return pd.to_numeric(df[name], errors="coerce")
 
 
-#: reproduced metric -> the printed paper column measured the same way (docs/metrics.md);
-#: the standard family (thresholded DSC, HD in mm) has no printed counterpart
-PAPER_PAIR: Final = {"soft_dsc": "dsc", "row_hd": "hd"}
-_METRIC_LABEL: Final = {"dsc": "DSC", "hd": "HD (mm)", "hd95": "HD95 (mm)",
-                        "soft_dsc": "soft DSC", "row_hd": "row-HD"}
+_METRIC_LABEL: Final = {short: m.label for short, m in REPORTED_METRICS.items()}
+"""Reported metric (table name) -> its label (:data:`iman.evaluation.metrics.METRICS`)."""
 
 
 def paper_column(df: pd.DataFrame, modality: str, metric: str) -> pd.Series:
     """Printed paper values comparable with ``metric`` (all NaN for the standard family)."""
-    if metric not in PAPER_PAIR:
+    if metric not in PAPER_BESIDE:
         return pd.Series(np.nan, index=df.index, dtype=float)
-    return _col(df, f"paper_{modality}_{PAPER_PAIR[metric]}")
+    return _col(df, f"paper_{modality}_{PAPER_BESIDE[metric]}")
 
 
 def _kernel_key(value: str) -> tuple[int, float, str]:
@@ -661,15 +659,21 @@ def dsc_distribution(per_case: Mapping[str, pd.DataFrame], png: Path | str,
     return _save(fig, png, pdf)
 
 
+_BETTER_COLOUR, _WORSE_COLOUR = "#1a7f37", "#d62728"
+"""Forest plot: significantly better (green ▲) and worse (red ▼) rows."""
+
+
 @_styled
 def forest_plot(stats_csv: Path | str, png: Path | str, pdf: Path | str, *,
                 metric: str = "std_dsc",
                 alpha: float = 0.05) -> tuple[Path, Path]:
     """Paired differences (row − reference) with their CIs: one panel per table × modality.
 
-    Reads ``stats.csv`` (:func:`iman.evaluation.comparisons.stats_table`); filled markers where the
-    Holm-adjusted p is below ``alpha``, open ones elsewhere; n cases in each label. A table
-    without comparisons (e.g. one row) gets an empty panel saying so.
+    Reads ``stats.csv`` (:func:`iman.evaluation.comparisons.stats_table`); where the
+    Holm-adjusted p is below ``alpha`` a filled ▲ (the row is better, in the metric's
+    direction) or ▼ (worse), open circles elsewhere; each label is the comparison's human name
+    (``comparison``) with its n cases. A table without comparisons (e.g. one row) gets an
+    empty panel saying so.
     """
     df = pd.read_csv(stats_csv)
     df = df[df["metric"] == metric]
@@ -686,23 +690,32 @@ def forest_plot(stats_csv: Path | str, png: Path | str, pdf: Path | str, *,
         sub = df[(df["table"] == table) & (df["modality"] == modality)].iloc[::-1]
         y = np.arange(len(sub))
         sig = (sub["p_holm"] < alpha).to_numpy()
+        favours_row = np.where(sub["better"] == "negative", -1.0, 1.0) * sub["mean_diff"] > 0
+        better, worse = sig & favours_row.to_numpy(), sig & ~favours_row.to_numpy()
         ax.errorbar(sub["mean_diff"], y, xerr=[sub["mean_diff"] - sub["ci_low"],
                                               sub["ci_high"] - sub["mean_diff"]],
                     fmt="none", ecolor="#444444", elinewidth=1.0, capsize=2)
-        ax.scatter(sub["mean_diff"][sig], y[sig], color="#d62728", zorder=3, s=18)
+        ax.scatter(sub["mean_diff"][better], y[better], color=_BETTER_COLOUR, marker="^",
+                   zorder=3, s=22)
+        ax.scatter(sub["mean_diff"][worse], y[worse], color=_WORSE_COLOUR, marker="v",
+                   zorder=3, s=22)
         ax.scatter(sub["mean_diff"][~sig], y[~sig], facecolor="white", edgecolor="#444444",
                    zorder=3, s=18)
         ax.axvline(0.0, color="#888888", lw=0.8, ls="--")
-        ax.set_yticks(y, [f"{r} vs {ref} (n={int(n)})" for r, ref, n in
-                          zip(sub["row"], sub["reference"], sub["n_cases"])], fontsize=6)
+        names = (sub["comparison"] if "comparison" in sub
+                 else sub["row"] + " vs " + sub["reference"])
+        ax.set_yticks(y, [f"{c} (n={int(n)})" for c, n in zip(names, sub["n_cases"])],
+                      fontsize=6)
         ax.set_title(f"{table} {_MOD_LABEL[modality]}", fontsize=8, loc="left")
     axes[-1].set_xlabel(f"paired difference in {metric} (row − reference), 95 % CI "
                         "(inverted sign-flip test)")
-    fig.legend(handles=[Line2D([], [], marker="o", ls="", color="#d62728",
-                               label=f"Holm p < {alpha}"),
+    fig.legend(handles=[Line2D([], [], marker="^", ls="", color=_BETTER_COLOUR,
+                               label=f"row better, Holm p < {alpha}"),
+                        Line2D([], [], marker="v", ls="", color=_WORSE_COLOUR,
+                               label=f"row worse, Holm p < {alpha}"),
                         Line2D([], [], marker="o", ls="", markerfacecolor="white",
                                color="#444444", label="not significant")],
-               loc="outside lower center", ncols=2, frameon=False)
+               loc="outside lower center", ncols=3, frameon=False)
     return _save(fig, png, pdf)
 
 

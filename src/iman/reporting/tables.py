@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iman.evaluation.paper_tables import REPORTED
+from iman.evaluation.metrics import REPORTED_METRICS
+from iman.evaluation.paper_tables import PAPER_BESIDE, REPORTED
+from iman.names import MODALITIES
 
-__all__ = ["ALPHA", "CAPTIONS", "TITLES", "controls_note", "init_note", "legend",
-           "render_table", "write_table"]
+__all__ = ["ALPHA", "BETTER", "CAPTIONS", "TITLES", "WORSE", "controls_note", "direction_mark",
+           "init_note", "legend", "render_table", "write_table"]
 
 
 ALPHA = 0.05
@@ -45,34 +47,52 @@ def _best(df: pd.DataFrame, col: str, higher: bool) -> float | None:
 # paper-compatible family (CSV column paper_<mod>_<printed>, see docs/metrics.md)
 STANDARD = ("dsc", "hd", "hd95")
 COMPATIBLE = ("soft_dsc", "row_hd")
-PAPER_BESIDE = {"soft_dsc": "dsc", "row_hd": "hd"}
-_HEAD = {"dsc": "DSC", "hd": "HD (mm)", "hd95": "HD95 (mm)", "soft_dsc": "soft DSC",
-         "row_hd": "row-HD"}
+_HEAD = {short: m.label for short, m in REPORTED_METRICS.items()}
 _LABELS = ("backbone", "method", "mmg", "itp", "modal_fusion", "frames", "kernel", "filter")
 _PAPER = " (paper "
 
 
+BETTER, WORSE = "▲", "▼"
+"""Marks of a row that differs from its table reference row (Holm p < :data:`ALPHA`): better
+or worse, in the metric's own direction (higher DSC, lower HD)."""
+
+
+def direction_mark(p_holm: float, diff: float, higher: bool) -> str:
+    """:data:`BETTER` or :data:`WORSE` when ``p_holm`` < ALPHA (by the sign of the paired
+    difference row − reference and the metric's direction), else ``""``."""
+    if pd.isna(p_holm) or pd.isna(diff) or not p_holm < ALPHA or diff == 0:
+        return ""
+    return BETTER if (diff > 0) == higher else WORSE
+
+
+def _separated(separation: dict[str, Any] | None, col: str) -> bool:
+    """Whether a column's best row differs from the runner-up in its favour (p < ALPHA)."""
+    entry = (separation or {}).get(col)
+    return bool(entry) and entry["favours"] == "best" and entry["p"] < ALPHA
+
+
 def _display(df: pd.DataFrame, family: tuple[str, ...],
-             separation: dict[str, float] | None = None
+             separation: dict[str, Any] | None = None
              ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Plain-text cells of one metric family and the mask of cells to set in bold.
 
-    A metric cell is ``mean ± std`` over runs, ``*`` when ``<col>_p_holm`` < :data:`ALPHA`
-    (the row differs from its table reference row; DSC and HD only), then `` (paper x)`` only
-    for the paper-compatible metrics in :data:`PAPER_BESIDE`. The best mean of a column is
-    bold when ``separation[col]`` < ALPHA (it differs from the runner-up, in its favour), or,
-    without ``separation``, always.
+    A metric cell is ``mean ± std`` over runs, then :data:`BETTER` / :data:`WORSE` when the
+    row differs from its table reference row (``<col>_p_holm`` < :data:`ALPHA`, direction
+    from ``<col>_diff``; DSC and HD only), then `` (paper x)`` only for the paper-compatible
+    metrics in :data:`PAPER_BESIDE`. The best mean of a column is bold when it differs from
+    the runner-up in its favour (``separation``), or, without ``separation``, always. The
+    standard family adds each modality's empty-prediction count (``<mod>_n_empty``).
     """
     label_cols = [c for c in _LABELS if c in df]
     text = df[label_cols].astype(str).reset_index(drop=True)
     bold = pd.DataFrame(False, index=text.index, columns=label_cols)
-    for modality in ("us", "ceus"):
+    for modality in MODALITIES:
         if f"{modality}_dsc" not in df:
             continue
         for short in family:
             col, higher = f"{modality}_{short}", REPORTED[short][1]
             best = _best(df, col, higher)
-            if separation is not None and separation.get(col, 1.0) >= ALPHA:
+            if separation is not None and not _separated(separation, col):
                 best = None  # not told apart from the runner-up: no bold (n.s.)
             paper_col = (f"paper_{modality}_{PAPER_BESIDE[short]}" if short in PAPER_BESIDE
                          else None)
@@ -80,8 +100,9 @@ def _display(df: pd.DataFrame, family: tuple[str, ...],
             for _, r in df.iterrows():
                 mean = r.get(col, np.nan)
                 cell = _fmt(mean, r.get(f"{col}_std", np.nan))
-                if r.get(f"{col}_p_holm", np.nan) < ALPHA:
-                    cell += " *"
+                mark = direction_mark(r.get(f"{col}_p_holm", np.nan),
+                                      r.get(f"{col}_diff", np.nan), higher)
+                cell += f" {mark}" if mark else ""
                 paper = r.get(paper_col, np.nan) if paper_col else np.nan
                 if not pd.isna(paper):
                     cell += f"{_PAPER}{paper:.4f})"
@@ -89,13 +110,22 @@ def _display(df: pd.DataFrame, family: tuple[str, ...],
                 marks.append(best is not None and not pd.isna(mean) and mean == best)
             head = f"{modality.upper()} {_HEAD[short]} {'↑' if higher else '↓'}"
             text[head], bold[head] = cells, marks
+        if family == STANDARD and f"{modality}_n_empty" in df:
+            head = f"{modality.upper()} n_empty"
+            text[head] = [("—" if pd.isna(v) else str(int(v)))
+                          for v in df[f"{modality}_n_empty"]]
+            bold[head] = False
     return text, bold
 
 
 def _embolden(cell: str, start: str, end: str) -> str:
-    """Wrap the reproduced part of a cell (not its paper note) in ``start`` … ``end``."""
-    value, sep, note = cell.partition(_PAPER)
-    return f"{start}{value}{end}{sep}{note}"
+    """Wrap the reproduced value of a cell (``mean ± std``; not its mark or paper note) in
+    ``start`` … ``end``, so markup never meets a mark (valid CommonMark)."""
+    value, sep, rest = cell.partition(_PAPER)
+    for mark in (BETTER, WORSE):
+        if value.endswith(f" {mark}"):
+            value, rest, sep = value[:-2], f" {mark}{sep}{rest}", ""
+    return f"{start}{value}{end}{sep}{rest}"
 
 
 def _bold_cells(bold: pd.DataFrame) -> dict[str, list[int]]:
@@ -113,7 +143,9 @@ def _markdown(text: pd.DataFrame, bold: pd.DataFrame) -> str:
 
 
 _TEX_SYMBOLS = {"±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "—": "--",
-                "×": r"$\times$"}
+                "×": r"$\times$", BETTER: r"$\blacktriangle$",
+                WORSE: r"$\blacktriangledown$"}
+"""Math symbols of the cells' signs (the triangles need amssymb)."""
 
 
 def _tex_symbols(s: str) -> str:
@@ -125,7 +157,7 @@ def _tex_symbols(s: str) -> str:
 
 def _tex_bold(s: str) -> str:
     """An escaped cell with its reproduced part in ``\\textbf``."""
-    return _embolden(_tex_symbols(s), r"\textbf{", "}")
+    return _tex_symbols(_embolden(s, r"\textbf{", "}"))
 
 
 def _latex(text: pd.DataFrame, bold: pd.DataFrame) -> str:
@@ -184,22 +216,45 @@ def _html(title: str, blocks: list[tuple[str, tuple[pd.DataFrame, pd.DataFrame]]
         "</body></html>", ""])
 
 
-def legend(separation: dict[str, float] | None) -> str:
-    """What bold, ``*`` and n.s. mean in a table (docs/statistics.md)."""
+def legend(separation: dict[str, Any] | None, empty_penalty_mm: Sequence[float] | None = None
+           ) -> str:
+    """What bold, the marks, n_empty and the unit of replication mean in a table
+    (docs/statistics.md); every sentence about a column is true of that column."""
     if separation is None:
         return "Bold: best mean of the column."
-    ns = sorted(c for c, p in separation.items() if p >= ALPHA)
-    text = (f"Bold: best mean of the column, different from the runner-up (two-sided paired "
-            f"sign-flip permutation test of the mean difference over the test cases, "
-            f"p < {ALPHA}, uncorrected) with the paired mean difference in its favour. "
-            f"*: Holm-adjusted p < {ALPHA} (same test; Holm within the table, modality and "
-            f"metric) against the row's table reference row (column reference; stats.csv "
-            f"rows with primary = True); DSC and HD (mm) columns only. mean ± std: over runs "
-            f"(seeds × folds); n_cases: distinct test cases.")
-    if ns:
-        text += (" n.s. (no bold): the best of " + ", ".join(ns)
-                 + " is not significantly different from the runner-up.")
-    return text
+    text = (f"Unit of replication: the test case. Each case's metric is averaged over the "
+            f"row's runs (seeds × folds) before the paired test; mean ± std are over runs, "
+            f"and each seed's own difference and how many seeds agree in sign with the "
+            f"pooled one are in stats.csv (seed_diffs, seeds_agree). "
+            f"Bold: best mean of the column, different from the runner-up (two-sided paired "
+            f"sign-flip permutation test of the mean difference over their common test "
+            f"cases, p < {ALPHA}, uncorrected) with the paired mean difference in its favour. "
+            f"{BETTER} better / {WORSE} worse than the row's table reference row (column "
+            f"reference; stats.csv rows with primary = True): Holm-adjusted p < {ALPHA} (same "
+            f"test; Holm within the table, modality and metric), the direction that of the "
+            f"metric (higher DSC, lower HD); DSC and HD (mm) columns only. n_cases: distinct "
+            f"test cases.")
+    not_sep = {c: e for c, e in separation.items() if not _separated(separation, c)}
+    same = sorted(c for c, e in not_sep.items() if e["favours"] == "best")
+    tied = sorted(c for c, e in not_sep.items() if e["favours"] == "tie")
+    other = sorted(c for c, e in not_sep.items() if e["favours"] == "runner-up")
+    if same:
+        text += (" No bold in " + ", ".join(same) + ": the best is not significantly "
+                 "different from the runner-up.")
+    if tied:
+        text += (" No bold in " + ", ".join(tied) + ": the best ties with the runner-up.")
+    if other:
+        text += (" No bold in " + ", ".join(
+            f"{c} (p = {separation[c]['p']:.3g})" for c in other) + ": on their common "
+            "test cases the paired difference favours the runner-up.")
+    text += (" n_empty: empty predictions (nothing reaches 0.5 while the lesion is present), "
+             "counted over cases × runs; each scores DSC 0 and HD = HD95 = the original "
+             "image's diagonal")
+    if empty_penalty_mm:
+        low, high = min(empty_penalty_mm), max(empty_penalty_mm)
+        text += (f" (here {low:.1f} mm)" if f"{low:.1f}" == f"{high:.1f}"
+                 else f" (here {low:.1f}–{high:.1f} mm)")
+    return text + ", which dominates a row's mean HD."
 
 
 def controls_note(df: pd.DataFrame) -> str:
@@ -245,7 +300,8 @@ def init_note(rows: Sequence[tuple[str, Sequence[str]]]) -> str:
 
 
 def write_table(table: str, df: pd.DataFrame, md: Path, tex: Path, page: Path,
-                separation: dict[str, float] | None = None, init: str = "") -> list[Path]:
+                separation: dict[str, Any] | None = None, init: str = "",
+                empty_penalty_mm: Sequence[float] | None = None) -> list[Path]:
     """Render ``df`` (a table's numbers) for both metric families: ``md``, ``tex`` and the
     ``page`` (html).
 
@@ -257,7 +313,8 @@ def write_table(table: str, df: pd.DataFrame, md: Path, tex: Path, page: Path,
         path.parent.mkdir(parents=True, exist_ok=True)
     standard = _display(df, STANDARD, separation)
     compatible = _display(df, COMPATIBLE, separation)
-    note = " ".join(t for t in (legend(separation), controls_note(df), init) if t)
+    note = " ".join(t for t in (legend(separation, empty_penalty_mm), controls_note(df), init)
+                    if t)
     md.write_text("\n\n".join([f"### {TITLES[table]}",
                                 CAPTIONS["standard"], _markdown(*standard),
                                 CAPTIONS["compatible"], _markdown(*compatible), note, ""]),
@@ -277,4 +334,5 @@ def render_table(name: str, csv: Path, marks: Path, md: Path, tex: Path, html: P
     data = json.loads(Path(marks).read_text())
     df = pd.read_csv(csv, dtype={c: str for c in _LABELS})
     init = init_note(data["initialisation"])  # [[row label, files], ...]
-    write_table(name, df, md, tex, html, data["separation"], init)
+    write_table(name, df, md, tex, html, data["separation"], init,
+                data.get("empty_penalty_mm"))

@@ -1,12 +1,27 @@
-"""Segmentation losses: the paper's Dice loss (Eq. 1) with an optional BCE term."""
+"""Segmentation losses: the paper's Dice loss (Eq. 1) with an optional BCE term, and
+:func:`build_loss`, which builds the one a config names (``train.loss``, registered in
+:data:`iman.training.settings.LOSSES`)."""
 
 from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from functools import reduce
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["SegLoss", "dice_loss"]
+from iman.training.settings import LOSSES
+
+if TYPE_CHECKING:
+    from iman.training.settings import TrainConfig
+
+__all__ = ["Loss", "SegLoss", "build_loss", "dice_loss"]
+
+Loss = Callable[[Tensor, Tensor], Tensor]
+"""A training loss: ``loss(logits, target)`` → scalar tensor."""
 
 
 def dice_loss(logits: Tensor, target: Tensor, eps: float = 1e-5) -> Tensor:
@@ -24,6 +39,11 @@ class SegLoss:
         self.bce_weight = bce_weight
         self.eps = eps
 
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> SegLoss:
+        """The registry's ``dice`` entry: the node's ``bce_weight``."""
+        return cls(cfg.bce_weight)
+
     def __call__(self, logits: Tensor, target: Tensor) -> Tensor:
         """Combined loss on one batch."""
         loss = dice_loss(logits, target, self.eps)
@@ -31,3 +51,11 @@ class SegLoss:
             loss = loss + self.bce_weight * F.binary_cross_entropy_with_logits(
                 logits.float(), target.float())
         return loss
+
+
+def build_loss(cfg: TrainConfig) -> Loss:
+    """The loss ``cfg.loss`` names: its :data:`~iman.training.settings.LOSSES` factory
+    (``"module:attribute"``) called with ``cfg``."""
+    module, _, attr = LOSSES[cfg.loss].partition(":")
+    factory = reduce(getattr, attr.split("."), importlib.import_module(module))
+    return factory(cfg)

@@ -1,5 +1,6 @@
-"""One training node, as the train rule runs it: its protocol (the rule's params), its
-:class:`~iman.training.trainer.TrainConfig`, and training + prediction of every case.
+"""One training node, as the train rule runs it: its protocol (the rule's params, generated
+from the :class:`~iman.training.settings.TrainConfig` fields), its ``TrainConfig``, and
+training + prediction of every case.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from iman.data.split import read_split
-from iman.experiments import Node, parse_name
+from iman.experiments import Node, Spec, parse_name
+from iman.training.settings import TrainConfig, protocol_fields, recorded
 
 if TYPE_CHECKING:
     from iman.training.trainer import CheckpointFiles
@@ -20,52 +22,56 @@ __all__ = ["node_protocol", "train_config", "train_node"]
 
 
 def node_protocol(cfg: dict[str, Any], node: Node) -> dict[str, Any]:
-    """The resolved training protocol of one node: every :class:`TrainConfig` field that
-    changes what is learned (model, data shape, injection, weights, optimisation, seed).
+    """The resolved training protocol of one node: every
+    :class:`~iman.training.settings.TrainConfig` field that changes what is learned, in
+    field order; ``train`` fields from the method's train settings, ``node`` fields from the
+    node (:func:`_node_values`).
 
     It is the train rule's ``params``, so a change to any of it retrains the node (and
     everything downstream); machine settings (threads) and labels (meta) are left out.
     """
     from iman.config import method_train
+
+    spec = parse_name(node.run)
+    t = method_train(cfg, spec.method)
+    values = {**t, **_node_values(cfg, node, spec, t)}
+    return {f.name: values[f.name] for f in protocol_fields() if recorded(f, values[f.name])}
+
+
+def _node_values(cfg: dict[str, Any], node: Node, spec: Spec,
+                 t: dict[str, Any]) -> dict[str, Any]:
+    """The ``node`` fields (model, data shape, injection, weights, seed) and the loop's
+    learning rates (``lr`` × ``loop_lr_decay``**loop, ``min_lr`` at most that)."""
     from iman.models import get_entry
     from iman.training.weights import resolve, weights_key
 
-    spec = parse_name(node.run)
     entry = get_entry(spec.method)
     init = resolve(cfg["model"], spec.method, spec.variant)
     rgb = 3 if init.rgb else 1  # pretrained input: every grey channel → RGB
     weights, weights_sha256 = weights_key(init)  # content-keyed: moving the cache retrains nothing
     in_channels = {m: rgb * (1 if m == "us" else int(spec.T or 1))
                    for m in entry.consumed(node.modality)}
-    t = method_train(cfg, spec.method)
     lr = t["lr"] * t["loop_lr_decay"] ** node.loop
     return {
         "model": spec.method, "variant": spec.variant, "in_channels": in_channels,
         "img_size": cfg["data"]["size"],
         "injection": spec.injection if entry.gates_skips else "input_channel",
         "weights": weights, "weights_sha256": weights_sha256, "norm": init.norm,
-        "max_epochs": t["max_epochs"], "min_epochs": t["min_epochs"],
-        "batch_size": t["batch_size"], "lr": lr, "min_lr": min(t["min_lr"], lr),
-        "weight_decay": t["weight_decay"], "patience": t["patience"],
-        "converge_eps": t["converge_eps"], "converge_window": t["converge_window"],
-        "bce_weight": t["bce_weight"], "augment": dict(t["augment"]), "seed": spec.seed,
-        "amp": t["amp"],
+        "seed": spec.seed, "lr": lr, "min_lr": min(t["min_lr"], lr),
+        "augment": dict(t["augment"]),
     }
 
 
-
-def train_config(protocol: dict[str, Any], node: Node, threads: int = 1):
-    """The :class:`~iman.training.trainer.TrainConfig` of one node from its protocol."""
-    from iman.training.trainer import TrainConfig
+def train_config(protocol: dict[str, Any], node: Node, threads: int = 1) -> TrainConfig:
+    """The :class:`~iman.training.settings.TrainConfig` of one node from its protocol (a
+    field the protocol does not record takes its default)."""
     from iman.training.weights import locate
 
     fields = dict(protocol)
-    digest = fields.pop("weights_sha256", None)
     if fields.get("weights"):  # a cache file name (or a config path) → the file, digest-checked
-        fields["weights"] = str(locate(fields["weights"], digest))
+        fields["weights"] = str(locate(fields["weights"], fields.get("weights_sha256")))
     return TrainConfig(**fields, threads=threads,
                        meta={"run": node.run, "modality": node.modality, "loop": node.loop})
-
 
 
 def train_node(protocol: dict[str, Any], node: Node, cache_dir: Path, splits_file: Path,

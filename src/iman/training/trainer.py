@@ -10,7 +10,11 @@ run (CPU, fixed seed), losing at most that much work. The best weights are kept 
 written (``best``) with each checkpoint, ``last`` once at the end: on small data,
 writing three checkpoints after every sub-second epoch cost more than the epochs. SIGTERM is
 caught: the trainer stops at the next batch boundary and exits with code 143 so the scheduler
-(Snakemake ``retries``) resubmits it. The test split is never used here.
+(Snakemake ``retries``) resubmits it. A non-finite training or validation loss stops training
+with a :class:`DivergenceError` (the node, the epoch, the learning rate and the recipe key to
+change); that epoch's weights are never kept. Checkpoints hold tensors and plain types only and
+are read with ``weights_only=True`` (:mod:`iman.training.checkpoint`). The test split is never
+used here.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import random
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +36,22 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from iman.data.dataset import Augment, CaseArrays, augment_batch
+from iman.errors import UserError
 from iman.models.registry import build_model, method_record, require_installed
 from iman.paths import NodeFiles
 from iman.provenance import environment
-from iman.training.losses import SegLoss, dice_loss
+from iman.training.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+)
+from iman.training.losses import build_loss, dice_loss
+from iman.training.settings import TrainConfig
 
-__all__ = ["RESUME_EVERY_S", "CheckpointFiles", "Preempted", "TrainConfig", "Trainer",
-           "build_from_checkpoint", "predict_probs", "seed_everything"]
+__all__ = ["RESUME_EVERY_S", "CheckpointFiles", "DivergenceError", "Preempted", "TrainConfig",
+           "Trainer", "build_from_checkpoint", "predict_probs", "seed_everything"]
 
 
 RESUME_EVERY_S = 15.0
@@ -53,32 +66,9 @@ class Preempted(SystemExit):
         super().__init__(143)
 
 
-@dataclass
-class TrainConfig:
-    """Everything that defines one training run of one branch and loop."""
-
-    model: str
-    variant: str
-    in_channels: dict[str, int]
-    img_size: int
-    injection: str = "gate_skips"
-    weights: str | None = None
-    norm: str = "grey"
-    max_epochs: int = 300
-    min_epochs: int = 1
-    batch_size: int = 16
-    lr: float = 1e-4
-    min_lr: float = 5e-5
-    weight_decay: float = 5e-4
-    patience: int = 50
-    converge_eps: float = 1e-5
-    converge_window: int = 3
-    bce_weight: float = 0.0
-    augment: dict[str, float] = field(default_factory=dict)
-    seed: int = 0
-    amp: bool = True
-    threads: int = 1
-    meta: dict[str, Any] = field(default_factory=dict)
+class DivergenceError(UserError, FloatingPointError):
+    """Training produced a non-finite loss: the recipe's learning rate is too high (or the
+    data feed NaNs); the message names the node, the epoch, the lr and the key to change."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +96,9 @@ def seed_everything(seed: int) -> None:
 
 def build_from_checkpoint(path: Path, device: str = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild a model from a checkpoint that records how it was made (a plug-in method
-    that is not installed is an error naming its package)."""
-    ckpt = torch.load(path, map_location=device, weights_only=False)
+    that is not installed is an error naming its package). Loaded with ``weights_only=True``:
+    a file holding anything but tensors and plain types is a :class:`CheckpointError`."""
+    ckpt = load_checkpoint(path, device)
     cfg = ckpt["config"]
     require_installed(ckpt.get("method") or {"name": cfg["model"]}, str(path))
     model = build_model(cfg["model"], cfg["in_channels"], cfg["img_size"], cfg["variant"],
@@ -148,13 +139,13 @@ class Trainer:
         if self.device == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
         # a warm start (loop >= 1) overwrites every tensor: the pretrained file is read once,
-        # at loop 0 (it stays in the protocol and the inputs, so a new file still retrains)
+        # at loop 0. It is no rule input: the protocol (a param) holds its name and content
+        # digest, checked at DAG time, so a new file still retrains every loop
         pretrained = cfg.weights if init_weights is None else None
         self.model = build_model(cfg.model, cfg.in_channels, cfg.img_size, cfg.variant,
                                  cfg.injection, pretrained).to(self.device)
         if init_weights is not None:
-            state = torch.load(init_weights, map_location=self.device, weights_only=False)
-            self.model.load_state_dict(state["model"])
+            self.model.load_state_dict(load_checkpoint(init_weights, self.device)["model"])
         adversary = getattr(self.model, "adversary", None)
         adv_ids = {id(p) for p in adversary.parameters()} if adversary is not None else set()
         gen_params = [p for p in self.model.parameters() if id(p) not in adv_ids]
@@ -163,7 +154,7 @@ class Trainer:
         self.adv_opt = (torch.optim.AdamW(adversary.parameters(), lr=cfg.lr,
                                           weight_decay=cfg.weight_decay)
                         if adversary is not None else None)
-        self.base_loss = SegLoss(cfg.bce_weight)
+        self.base_loss = build_loss(cfg)
         self.aug = Augment(**cfg.augment)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.history: list[dict[str, float]] = []
@@ -263,9 +254,9 @@ class Trainer:
             **self._state(), "best_model": self._best_state, "opt": self.opt.state_dict(),
             "adv_opt": self.adv_opt.state_dict() if self.adv_opt else None,
             "history": self.history, "best_val": self.best_val, "bad_epochs": self.bad_epochs,
-            "stopped": stop, "rng": _rng_state(self.gen),
+            "stopped": stop, "rng": rng_state(self.gen),
         }
-        _atomic_save(resume, self.files.resume)
+        atomic_save(resume, self.files.resume)
         self._last_save = time.monotonic()
 
     def _flush_best(self) -> None:
@@ -273,7 +264,7 @@ class Trainer:
         if self._best_state is not None and (self._best_dirty
                                              or not self.files.best.exists()):
             best = {**self._state(self._best_state), "epoch": self._best_epoch()}
-            _atomic_save(best, self.files.best)
+            atomic_save(best, self.files.best)
             self._best_dirty = False
 
     def _best_epoch(self) -> int:
@@ -283,7 +274,11 @@ class Trainer:
         path = self.files.resume
         if not path.exists():
             return None
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        try:  # to the CPU: loading into the model and the optimizers moves it
+            state = load_checkpoint(path)
+        except CheckpointError as err:  # e.g. numpy RNG state of an older iman
+            raise CheckpointError(f"{err}. A resume state is only a shortcut: delete {path} "
+                                  "to train this node afresh") from None
         if state["config"] != asdict(self.cfg):
             return None  # a different run wrote it: start afresh
         if state.get("best_model") is None and not self.files.best.exists():
@@ -297,7 +292,7 @@ class Trainer:
         # the best weights travel with the resume state: a rerun (Snakemake deletes a failed
         # or incomplete job's outputs, the best weights too) restores them from here
         self._best_state = state.get("best_model")
-        _set_rng_state(self.gen, state["rng"])
+        set_rng_state(self.gen, state["rng"])
         return state["stopped"] or "resumed"
 
     # ---- main loop ---------------------------------------------------------------------
@@ -309,33 +304,52 @@ class Trainer:
         try:
             resumed = self._resume()
             stop = resumed if resumed not in (None, "resumed") else None
-            bar = tqdm(total=self.cfg.max_epochs, initial=len(self.history), disable=not progress,
-                       file=sys.stderr, desc=self.files.best.parent.name, mininterval=5)
-            while stop is None:
-                epoch, t0 = len(self.history), time.perf_counter()
-                train_loss = self._train_epoch(epoch)
-                val_loss, val_dice = self._validate()
-                improved = val_loss < self.best_val
-                self.best_val = min(self.best_val, val_loss)
-                self.bad_epochs = 0 if improved else self.bad_epochs + 1
-                self.history.append({"epoch": epoch, "train_loss": train_loss,
-                                     "val_loss": val_loss, "val_dice": val_dice,
-                                     "lr": self.lr_at(epoch),
-                                     "seconds": time.perf_counter() - t0})
-                stop = self._should_stop(epoch)
-                self._checkpoint(improved, stop)
-                bar.update(1)
-                bar.set_postfix(val_dice=f"{val_dice:.3f}")
-            bar.close()
+            with tqdm(total=self.cfg.max_epochs, initial=len(self.history), disable=not progress,
+                      file=sys.stderr, desc=self.files.best.parent.name, mininterval=5) as bar:
+                while stop is None:
+                    stop = self._epoch()
+                    bar.update(1)
+                    bar.set_postfix(val_dice=f"{self.history[-1]['val_dice']:.3f}")
             _write_history(self.history, self.files.history)
             self._flush_best()
-            _atomic_save(self._state(), self.files.last)
+            atomic_save(self._state(), self.files.last)
         finally:
             signal.signal(signal.SIGTERM, previous)
         best = min(self.history, key=lambda h: h["val_loss"])
         return {"epochs": len(self.history), "stop": stop, "best_epoch": best["epoch"],
                 "best_val_loss": best["val_loss"], "best_val_dice": best["val_dice"],
                 "device": self.device}
+
+    def _epoch(self) -> str | None:
+        """Train and validate one epoch, record and checkpoint it; the stop reason, if any."""
+        epoch, t0 = len(self.history), time.perf_counter()
+        train_loss = self._train_epoch(epoch)
+        val_loss, val_dice = self._validate()
+        self._check_finite(epoch, train_loss, val_loss)
+        improved = val_loss < self.best_val
+        self.best_val = min(self.best_val, val_loss)
+        self.bad_epochs = 0 if improved else self.bad_epochs + 1
+        self.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                             "val_dice": val_dice, "lr": self.lr_at(epoch),
+                             "seconds": time.perf_counter() - t0})
+        stop = self._should_stop(epoch)
+        self._checkpoint(improved, stop)
+        return stop
+
+    def _check_finite(self, epoch: int, train_loss: float, val_loss: float) -> None:
+        """Stop with a :class:`DivergenceError` on a non-finite loss (before this epoch can
+        be checkpointed, so its weights never become best or resume state)."""
+        if math.isfinite(train_loss) and math.isfinite(val_loss):
+            return
+        meta, model = self.cfg.meta, self.cfg.model
+        node = (f"{meta['run']}/{meta['modality']}/loop{meta['loop']}"
+                if {"run", "modality", "loop"} <= meta.keys() else str(self.files.best.parent))
+        raise DivergenceError(
+            f"training diverged: node {node}, epoch {epoch + 1}: training loss {train_loss:g}, "
+            f"validation loss {val_loss:g} at learning rate {self.lr_at(epoch):g}. Lower the "
+            f"method's learning rate, config key train.methods.{model}.lr (e.g. --config "
+            f"'train={{\"methods\": {{\"{model}\": {{\"lr\": {self.cfg.lr / 10:g}}}}}}}'); "
+            "no checkpoint of a non-finite epoch was kept")
 
     def _on_sigterm(self, signum: int, frame: object) -> None:
         self._stop_requested = True
@@ -356,21 +370,3 @@ def _batches(order: Tensor, size: int) -> list[Tensor]:
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches[-2:] = [torch.cat(batches[-2:])]
     return batches
-
-
-def _rng_state(gen: torch.Generator) -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "gen": gen.get_state(),
-            "numpy": np.random.get_state(), "python": random.getstate()}
-
-
-def _set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    gen.set_state(state["gen"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)

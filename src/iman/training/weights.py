@@ -4,7 +4,7 @@ The paper protocol (``model.pretrained: true``, the schema default) starts every
 has a public ImageNet file — the smp frameworks' ResNet-50, TransUNet's R50+ViT-B/16,
 Swin-Unet's Swin-T, GG-Net's ResNeXt-101 — from it; the rest train from scratch, as in their
 own papers. The files live in one cache (:func:`cache_dir`: ``$IMAN_WEIGHTS_DIR``, default
-``$XDG_CACHE_HOME/iman/training/weights``). ``iman weights fetch`` fills it on a machine with
+``$XDG_CACHE_HOME/iman/weights``). ``iman weights fetch`` fills it on a machine with
 internet, trying each file's sources in order; the workflow never downloads.
 
 Each catalogue file lists ordered *sources* (the same weights at several places, possibly in
@@ -15,8 +15,11 @@ is recorded in the cache's ``weights.json``. Training jobs are keyed on that con
 (:func:`weights_key`), not on the file's path, so moving the cache retrains nothing.
 
 Faults are caught once, where weights are needed (the first training job the DAG holds,
-:func:`check_once`): every missing, truncated, non-weight (an HTML page) or wrong-digest
-file is listed at once, before any job runs. ``IMAN_WEIGHTS_CATALOG`` names a replacement
+:func:`check_once`): every missing, truncated, non-weight (an HTML page), wrong-format,
+wrong-network or wrong-digest file is listed at once, before any job runs. The content check
+(:func:`content_problem`, :mod:`iman.training.weight_content`) reads each file's index, not
+its data: the byte ranges it promises, and its tensor names and shapes against the
+catalogue's ``expect:`` signature of that file. ``IMAN_WEIGHTS_CATALOG`` names a replacement
 catalogue (a site mirror; the tests' local server).
 
 Importing this module does not import torch.
@@ -29,7 +32,6 @@ import functools
 import hashlib
 import json
 import os
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +40,12 @@ from typing import Any
 import yaml
 
 from iman.errors import UserError
+from iman.training.weight_content import FORMATS, ContentError, Signature, read_shapes, sniff
 
 __all__ = ["CATALOG_PATH", "Norm", "Resolved", "Source", "WeightFile", "WeightsError",
-           "cache_dir", "catalog", "check_available", "check_once", "expected_file", "fetch",
-           "file_problem", "locate", "resolve", "sha256sum", "weights_key"]
+           "cache_dir", "catalog", "check_available", "check_once", "content_problem",
+           "expected_file", "fetch", "file_problem", "locate", "record_origin", "resolve",
+           "sha256sum", "weights_key"]
 
 CATALOG_PATH = Path(__file__).parents[1] / "resources" / "weights.yaml"
 MANIFEST = "weights.json"
@@ -92,6 +96,7 @@ class Source:
     layout: str
     size_mb: float | None
     note: str = ""
+    expect: Signature | None = None  # tensor count and sentinel shapes (catalogue `expect:`)
 
     @property
     def digest_kind(self) -> str:
@@ -184,8 +189,14 @@ def _parse_entry(key: str, e: Any) -> WeightFile:
                                 or any(c not in "0123456789abcdef" for c in sha.lower())):
             raise ValueError(f"source {i}: sha256 {sha!r} is not hex")
         size = s.get("size_mb", e.get("size_mb"))
+        expect = s.get("expect", e.get("expect"))
+        try:
+            signature = Signature.parse(expect) if expect is not None else None
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"source {i}: {err}") from None
         sources.append(Source(s["url"], s["filename"], sha.lower() if sha else None, layout,
-                              float(size) if size is not None else None, s.get("note", "")))
+                              float(size) if size is not None else None, s.get("note", ""),
+                              signature))
     models = e.get("models")
     if not isinstance(models, list) or not all(isinstance(m, str) and "/" in m
                                                for m in models):
@@ -228,7 +239,7 @@ def _parse_catalog(path: Path, mtime_ns: int) -> dict[str, WeightFile]:
 
 
 def cache_dir() -> Path:
-    """``$IMAN_WEIGHTS_DIR``, else ``$XDG_CACHE_HOME/iman/training/weights`` (``~/.cache``)."""
+    """``$IMAN_WEIGHTS_DIR``, else ``$XDG_CACHE_HOME/iman/weights`` (``~/.cache``)."""
     if os.environ.get("IMAN_WEIGHTS_DIR"):
         return Path(os.environ["IMAN_WEIGHTS_DIR"]).expanduser().resolve()
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
@@ -344,13 +355,21 @@ def read_manifest(directory: Path) -> dict[str, dict[str, Any]]:
         return {}
 
 
-def _record(directory: Path, f: WeightFile, source: Source, path: Path, digest: str) -> None:
+def record_origin(record: Mapping[str, Any]) -> str:
+    """``fetched`` (from the record's ``url``) or ``placed by hand``."""
+    return str(record.get("origin") or ("fetched" if record.get("url") else "placed by hand"))
+
+
+def _record(directory: Path, f: WeightFile, source: Source, path: Path, digest: str,
+            url: str | None) -> None:
+    """Record a cache file's digest: fetched from ``url``, or placed by hand (``url`` None:
+    no source is claimed for a file this process did not download)."""
     manifest = read_manifest(directory)
     st = path.stat()
-    manifest[path.name] = {"id": f.id, "sha256": digest, "bytes": st.st_size,
-                           "mtime_ns": st.st_mtime_ns, "url": source.url,
-                           "layout": source.layout,
-                           "fetched": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    rec = {"id": f.id, "sha256": digest, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
+           "layout": source.layout, "origin": "fetched" if url else "placed by hand",
+           "recorded": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    manifest[path.name] = {**rec, "url": url} if url else rec
     tmp = directory / f".{MANIFEST}.tmp"
     try:
         tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
@@ -359,34 +378,47 @@ def _record(directory: Path, f: WeightFile, source: Source, path: Path, digest: 
         tmp.unlink(missing_ok=True)
 
 
-_MAGIC_HTML = (b"<!doctype", b"<html", b"<?xml", b"<head", b"{\"error", b"<!--")
+_NOT_WEIGHTS = {
+    "empty": "is empty",
+    "html": ("is a web page (HTML/XML), not a weight file: a download page or an error saved "
+             "instead of the file (Google Drive links do this)"),
+    "zip": "is a zip archive without numpy arrays or a torch pickle, not a weight file",
+    "unknown": "is neither a torch, npz nor safetensors file",
+}
 
 
-def _format_problem(path: Path, layout: str | None) -> str | None:
-    """A problem visible in the first bytes or the zip directory (no full read)."""
-    with open(path, "rb") as fh:
-        head = fh.read(64)
-    if not head:
-        return "is empty"
-    if head.lstrip().lower().startswith(_MAGIC_HTML):
-        return ("is a web page (HTML/XML), not a weight file: a download page or an error "
-                "saved instead of the file (Google Drive links do this)")
-    if head.startswith(b"PK\x03\x04"):
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-        except (zipfile.BadZipFile, OSError) as err:
-            return f"is a damaged or truncated zip archive ({err})"
-        if layout == "npz" and not any(n.endswith(".npy") for n in names):
-            return "is a zip archive without numpy arrays, not an npz file"
+def content_problem(path: Path, source: Source | None = None) -> str | None:
+    """What the file's content shows is wrong, or None: not a weight file, not the format
+    of the source's layout, bytes missing (:mod:`iman.training.weight_content`), or tensors
+    that are not the source's network (its ``expect`` signature). Cached per file version."""
+    st = path.stat()
+    layout = source.layout if source else None
+    return _content_problem(str(path), st.st_size, st.st_mtime_ns, layout,
+                            source.expect if source else None)
+
+
+@functools.lru_cache(maxsize=64)
+def _content_problem(path: str, size: int, mtime_ns: int, layout: str | None,
+                     expect: Signature | None) -> str | None:
+    try:
+        fmt = sniff(Path(path))
+        if fmt in _NOT_WEIGHTS:
+            return _NOT_WEIGHTS[fmt]
+        if layout and fmt not in FORMATS[layout]:
+            return (f"is in {fmt} format, not {' or '.join(FORMATS[layout])} (the catalogue's "
+                    f"{layout} layout): another file under this name")
+        shapes = read_shapes(Path(path), fmt)
+    except ContentError as err:
+        return str(err)
+    except OSError as err:
+        return f"cannot be read ({err})"
+    problems = expect.problems(shapes) if expect else []
+    if not problems:
         return None
-    if layout == "npz":
-        return "is not an npz (zip) archive"
-    if head[:1] == b"\x80":  # legacy torch.save (pickle protocol 2)
-        return None
-    if len(head) >= 9 and head[8:9] == b"{":  # safetensors: 8-byte header size, JSON header
-        return None
-    return "is neither a torch, npz nor safetensors file"
+    like = [f.id for f in catalog().values() if any(
+        s.expect and s.expect != expect and not s.expect.problems(shapes) for s in f.sources)]
+    return ("holds another network's tensors: " + "; ".join(problems)
+            + (f" (it looks like the {' or '.join(like)} file)" if like else ""))
 
 
 def file_problem(path: Path, source: Source | None = None,
@@ -395,7 +427,7 @@ def file_problem(path: Path, source: Source | None = None,
     digest), or None. Size and digest are checked where the catalogue or record knows them."""
     if not path.is_file():
         return "is missing"
-    problem = _format_problem(path, source.layout if source else None)
+    problem = content_problem(path, source)
     if problem:
         return problem
     size = path.stat().st_size
@@ -466,9 +498,14 @@ def check_available(model_cfg: Mapping[str, Any], pairs: Iterable[tuple[str, str
                   f"{' '.join(methods)}",
                   f"(cache: {cache_dir()}; set IMAN_WEIGHTS_DIR to use another), or put the "
                   "files there by hand (`iman weights list` gives each file's sources);"]
-    if broken or named:
-        lines.append("A broken file is left where it is: replace it (iman weights fetch, after "
-                     "moving it away), then check it: iman weights verify FILE --method METHOD;")
+    if broken:
+        methods = sorted({u.removesuffix("/paper") for _, us in broken.values() for u in us})
+        lines.append("A broken file is left where it is: move it away and fetch it again "
+                     f"(iman weights fetch {' '.join(methods)}) or replace it by hand, then "
+                     "check it: iman weights verify FILE --method METHOD;")
+    elif named:
+        lines.append("Replace the file model.weights names, then check it: iman weights verify "
+                     "FILE --method METHOD;")
     lines.append("or train from random initialisation on purpose: --config "
                  "'model={\"pretrained\": false}' (the tables then say so).")
     raise WeightsError("\n".join(lines))
@@ -563,18 +600,67 @@ def _download_failure(err: BaseException) -> tuple[str, bool]:
     return f"{type(reason).__name__}: {reason}", False
 
 
+class _BadDownloadError(Exception):
+    """A download that arrived but cannot be kept: short, or failing its checksum."""
+
+
+def _download(url: str, dest: Path, sha256: str | None, progress: bool) -> tuple[Path, str]:
+    """Stream ``url`` to ``DEST.partial`` beside ``dest``; (that file, its SHA-256).
+
+    Unlike ``torch.hub.download_url_to_file``, the bytes received are compared with the
+    server's Content-Length: a connection closed early is a :class:`_BadDownloadError`, as is
+    a digest without the catalogue's ``sha256`` (full or prefix). Nothing is left behind
+    on any failure.
+    """
+    from http.client import HTTPException
+    from urllib.request import Request, urlopen
+
+    from tqdm import tqdm
+
+    part = dest.with_name(dest.name + ".partial")
+    h, got, expected = hashlib.sha256(), 0, None
+    try:
+        with urlopen(Request(url, headers={"User-Agent": "iman"}), timeout=60) as resp, \
+                open(part, "wb") as out:
+            length = resp.headers.get("Content-Length", "")
+            expected = int(length) if length.isdigit() else None
+            with tqdm(total=expected, unit="B", unit_scale=True, disable=not progress) as bar:
+                while block := resp.read(1 << 20):
+                    out.write(block)
+                    h.update(block)
+                    got += len(block)
+                    bar.update(len(block))
+    except HTTPException as err:  # IncompleteRead: the server closed the connection early
+        part.unlink(missing_ok=True)
+        raise _BadDownloadError(f"short download: received {got} of {expected or '?'} bytes "
+                                f"(the connection closed early: {type(err).__name__})") from None
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    digest = h.hexdigest()
+    problem = None
+    if expected is not None and got != expected:
+        problem = f"short download: received {got} of {expected} bytes (Content-Length)"
+    elif sha256 and not digest.startswith(sha256):
+        problem = f"downloaded, but failed its checksum (SHA-256 {digest}, not {sha256})"
+    if problem:
+        part.unlink(missing_ok=True)
+        raise _BadDownloadError(problem)
+    return part, digest
+
+
 def fetch(files: Sequence[WeightFile], directory: Path | None = None,
           progress: bool = True) -> list[tuple[WeightFile, Path, str]]:
     """Download each file into the cache (unless a valid copy is there); verify; record.
 
     Each file's sources are tried in order until one downloads and passes its checksum;
-    what happened at each source is reported. Returns (file, path, "cached"|"fetched").
-    A download that fails its checksum leaves nothing; a file already in the cache (a
-    hand-placed copy) is never deleted or overwritten: a broken one is reported and left.
+    what happened at each source is reported. Returns (file, path, how): ``cached``,
+    ``fetched [(source i)]``, or ``placed by hand (recorded)`` for a valid file found in the
+    cache without a record (recorded with its digest and no URL). A download that is short
+    of its Content-Length, fails its checksum or its content check leaves nothing; a file
+    already in the cache is never deleted or overwritten: a broken one is reported and left.
     Every file is tried; the failures are raised together as one :class:`WeightsError`.
     """
-    from torch.hub import download_url_to_file
-
     directory = directory or cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
     done: list[tuple[WeightFile, Path, str]] = []
@@ -588,9 +674,11 @@ def fetch(files: Sequence[WeightFile], directory: Path | None = None,
             source, path = present[0]
             problem = file_problem(path, source, manifest)
             if problem is None:
-                if path.name not in manifest or "mtime_ns" not in manifest[path.name]:
-                    _record(directory, f, source, path, sha256sum(path))
-                done.append((f, path, "cached"))
+                prior = manifest.get(path.name, {})
+                if "mtime_ns" not in prior:  # unrecorded (or an old record): record it now
+                    _record(directory, f, source, path, sha256sum(path), prior.get("url"))
+                done.append((f, path, "cached" if prior.get("url") or "mtime_ns" in prior
+                             else "placed by hand (recorded)"))
             else:
                 offline = False
                 problems.append(f"{f.id}: {path} {problem}. It was left where it is: move it "
@@ -600,25 +688,24 @@ def fetch(files: Sequence[WeightFile], directory: Path | None = None,
         for i, source in enumerate(f.sources, 1):
             path = directory / source.filename
             try:
-                download_url_to_file(source.url, str(path), hash_prefix=source.sha256 or None,
-                                     progress=progress)
-            except RuntimeError as err:  # torch.hub: "invalid hash value"; nothing written
+                part, digest = _download(source.url, path, source.sha256, progress)
+            except _BadDownloadError as err:  # short or wrong checksum; nothing kept
                 offline = False
-                tried.append(f"source {i} {source.url}: downloaded, but failed its checksum "
-                             f"({err}); discarded")
+                tried.append(f"source {i} {source.url}: {err}; discarded")
                 continue
             except (OSError, ValueError) as err:  # URLError/HTTPError are OSErrors
                 what, no_net = _download_failure(err)
                 offline &= no_net
                 tried.append(f"source {i} {source.url}: {what}")
                 continue
-            problem = file_problem(path, source, {})
-            if problem:  # e.g. an HTML page served with status 200
-                path.unlink(missing_ok=True)  # our own download, never a user's file
+            problem = file_problem(part, source, {})
+            if problem:  # e.g. an HTML page served with status 200, another network
+                part.unlink(missing_ok=True)  # our own download, never a user's file
                 offline = False
                 tried.append(f"source {i} {source.url}: the download {problem}; discarded")
                 continue
-            _record(directory, f, source, path, sha256sum(path))
+            part.replace(path)
+            _record(directory, f, source, path, digest, source.url)
             done.append((f, path, "fetched" if i == 1 else f"fetched (source {i})"))
             break
         else:

@@ -30,6 +30,7 @@ from iman.data.io import (
     read_image,
     to_grey,
 )
+from iman.names import MODALITIES
 
 MANIFEST_COLUMNS = [
     "case_id", "patient_id", "source_split", "us_image", "us_mask", "ceus", "ceus_mask",
@@ -158,7 +159,7 @@ def read_original(src: CaseSource, modality: str, frame: int | None = None) -> n
     frame (the cache's index; default the middle one, ``n // 2`` of the frames counted by the
     cheap pass); it is ignored for ``us``. Raises `DatasetError` naming the case and the file.
     """
-    if modality not in ("us", "ceus"):
+    if modality not in MODALITIES:
         raise ValueError(f"modality must be 'us' or 'ceus', got {modality!r}")
     col = _Collector(src.case_id, src.base)
     if modality == "us":
