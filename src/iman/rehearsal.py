@@ -208,8 +208,9 @@ def _measure(job: KindJob, data: DataPlan, steps: int, threads: int, work: Path,
     from iman.data.split import read_split
     from iman.evaluation.metrics import case_metrics
     from iman.models import get_entry
-    from iman.models.registry import build_model, count_parameters
+    from iman.models.registry import count_parameters
     from iman.paths import case_file
+    from iman.training.checkpoint import atomic_save
     from iman.training.node import train_config
     from iman.training.trainer import CheckpointFiles, Trainer, predict_probs
 
@@ -227,16 +228,16 @@ def _measure(job: KindJob, data: DataPlan, steps: int, threads: int, work: Path,
     margins = _margins_for(job, data, cases)
     load = lambda ids: load_cases(Path(p.cache_dir), ids, inputs, job.modality,  # noqa: E731
                                   frames, margins, tcfg.norm)
+    train, val = load(split["train"]), load(split["val"] or split["train"])
     init = None
-    if job.loop >= 1:  # warm start: a checkpoint of the same network, as loop l-1 writes it
+    if job.loop >= 1:  # warm start from a checkpoint written as loop l-1's trainer writes it
         init = work / "init.pt"
-        model = build_model(tcfg.model, tcfg.in_channels, tcfg.img_size, tcfg.variant,
-                            tcfg.injection)
-        torch.save({"model": model.state_dict()}, init)
-        del model
+        parent = Trainer(tcfg, _tile(train, 1), _tile(val, 1),
+                         CheckpointFiles.in_dir(work / "parent"))
+        atomic_save(parent._state(), init)
+        del parent
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    train, val = load(split["train"]), load(split["val"] or split["train"])
     trainer = Trainer(tcfg, _tile(train, bs), _tile(val, bs),
                       CheckpointFiles.in_dir(work), init)
     rss_model = _rss_mb()
