@@ -56,7 +56,7 @@ def report(bf16: pd.DataFrame, fp32: pd.DataFrame) -> pd.DataFrame:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", default=[], help="kinds containing these texts")
+    parser.add_argument("--only", nargs="*", default=[], help="kinds whose key starts so")
     parser.add_argument("--pretrained", action="store_true", help="start from the cache")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per kind")
     args = parser.parse_args()

@@ -376,8 +376,8 @@ def _parser() -> argparse.ArgumentParser:
     rh.add_argument("--cases", type=int, help="cases of the planned run, to size its epochs "
                     "before the data are prepared (default: rehearsal.cases, else the data's)")
     rh.add_argument("--timeout", type=float, help="seconds per kind before it counts as failed")
-    rh.add_argument("--only", nargs="+", metavar="TEXT", help="only kinds whose key contains "
-                    "one of these (e.g. nunet.paper)")
+    rh.add_argument("--only", nargs="+", metavar="PREFIX", help="only kinds whose key starts "
+                    "with one of these (e.g. nunet.paper, transunet.paper/ceus)")
     w = sub.add_parser("weights", help="pretrained weight files: list, fetch, verify")
     wsub = w.add_subparsers(dest="action", required=True)
     wl = wsub.add_parser("list", help="what the paper protocol expects; cache status")

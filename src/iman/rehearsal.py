@@ -351,10 +351,10 @@ def rehearse(jobs: Sequence[KindJob], data: DataPlan, work: Path, steps: int = 2
              threads: int = 1, batch_size: int | None = None, timeout: float | None = None,
              only: Sequence[str] = (), progress: bool = True,
              partial: Path | None = None) -> pd.DataFrame:
-    """Rehearse every kind of ``jobs`` (or those whose key contains one of ``only``); one
+    """Rehearse every kind of ``jobs`` (or those whose key starts with one of ``only``); one
     row per kind, failures included (``status``, ``error``). ``partial``: rewritten after
     every kind with the rows so far (a rehearsal stopped half-way keeps its figures)."""
-    jobs = [j for j in jobs if not only or any(o in j.kind for o in only)]
+    jobs = [j for j in jobs if not only or j.kind.startswith(tuple(only))]
     source = "configured data" if _prepared(data, jobs) else "phantom"
     if source == "phantom":
         data = _phantom_data(data, jobs, work / "phantom")
