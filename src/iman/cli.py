@@ -131,7 +131,7 @@ def _estimate(args: argparse.Namespace) -> int:
     if args.rehearsal:
         table = estimate_from_rehearsal(pd.read_csv(args.rehearsal), cfg["model"], nodes,
                                         args.epochs)
-        epochs: float | str = args.epochs or "max_epochs"
+        epochs: float | str = args.epochs or f"max_epochs ({cfg['train']['max_epochs']})"
         group = "kind"
     else:
         epochs = args.epochs or cfg["train"]["max_epochs"]
