@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,10 @@ def test_dag_build_prints_the_smoke_dry_run_and_compares_job_lists(tmp_path: Pat
     train = [j for j in jobs if j["rule"] == "train"]
     assert train and all({"protocol", "fold", "margins_threshold"} <= set(j["params"])
                          for j in train)
+
+
+def test_gpu_rehearsal_refuses_to_run_without_a_gpu() -> None:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_rehearsal.py")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2 and "no CUDA device" in proc.stderr

@@ -80,14 +80,23 @@ def test_demo_variants_at_other_sizes(name: str) -> None:
             assert model(torch.randn(1, c, size, size)).shape == (1, 1, size, size)
 
 
-def test_nunet_paper_needs_multiple_of_128_and_has_2368_bottleneck() -> None:
-    with pytest.raises(ValueError, match="128"):
-        nunet.build_nunet({"us": 1}, 64)
+def test_nunet_paper_pads_to_a_multiple_of_128_and_has_2368_bottleneck() -> None:
+    assert nunet._pad_to(320, 320, 128) == (32, 32, 32, 32)  # the paper's 320 px -> 384
+    assert nunet._pad_to(64, 100, 128) == (14, 14, 32, 32)
     with torch.device("meta"):
         model = nunet.build_nunet({"us": 3}, 384)
     assert model.dec[0][0].in_channels == 512 + 2368  # skip M_6 + 7-map bottleneck
     assert model.dec[1][0].in_channels == (512 + 512) + 512  # M_5 + side chain 5 + up
     assert len(model.chains) == 6 and [len(c) for c in model.chains] == [6, 5, 4, 3, 2, 1]
+
+
+def test_nunet_paper_variant_runs_forward_and_backward_at_the_papers_320_px() -> None:
+    with torch.device("meta"):  # shapes only: the paper network at IMAN's input size
+        model = nunet.build_nunet({"us": 3}, 320)
+        out = model(torch.randn(2, 3, 320, 320), torch.rand(2, 1, 320, 320))
+        out.sum().backward()
+    assert out.shape == (2, 1, 320, 320)
+    assert model.head.weight.grad is not None
 
 
 def test_haam_block_matches_formula() -> None:

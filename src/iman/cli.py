@@ -6,7 +6,9 @@
     iman ingest --layout ... --root ... --out ...   validate + cache a dataset
     iman predict --results results --experiment NAME --sheet cases.csv --out DIR
     iman plan [--configfile F ...] [--config K=V ...]   fingerprint, fit check, suggestions
-    iman estimate --cost cost.csv --configfile paper.yaml [--epochs N]   device hours
+    iman estimate (--cost cost.csv | --rehearsal resources.csv) --configfile paper.yaml
+                  [--epochs N]   device hours
+    iman rehearse [--configfile F ...] [--config K=V ...]   every kind of job, a few steps
     iman weights list [--check]     pretrained files of the paper protocol, cache status
     iman weights fetch [METHOD ...] download into the cache, verify the checksum, record
     iman weights verify FILE --method M [--variant V] [--configfile F | --size N --frames T]
@@ -118,21 +120,68 @@ def _estimate(args: argparse.Namespace) -> int:
 
     from iman.config import ConfigError, resolve_config
     from iman.experiments import all_table_nodes
-    from iman.reporting.cost import estimate_hours
+    from iman.reporting.cost import estimate_from_rehearsal, estimate_headline, estimate_hours
 
     try:
         cfg = resolve_config(args.configfile, parse_config(args.config or []))
     except (ConfigError, ValueError) as err:
         print(f"iman estimate: {err}", file=sys.stderr)
         return 2
-    epochs = args.epochs or cfg["train"]["max_epochs"]
-    table = estimate_hours(pd.read_csv(args.cost), all_table_nodes(cfg), epochs)
+    nodes = all_table_nodes(cfg)
+    if args.rehearsal:
+        table = estimate_from_rehearsal(pd.read_csv(args.rehearsal), cfg["model"], nodes,
+                                        args.epochs)
+        epochs: float | str = args.epochs or f"max_epochs ({cfg['train']['max_epochs']})"
+        group = "kind"
+    else:
+        epochs = args.epochs or cfg["train"]["max_epochs"]
+        table = estimate_hours(pd.read_csv(args.cost), nodes, epochs)
+        group = "group"
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    unknown = table[table["measured_jobs"] == 0]
-    print(f"\n{len(table['planned_jobs'])} groups, {int(table['planned_jobs'].sum())} training "
-          f"jobs at {epochs} epochs each: {table['hours'].sum():.1f} device hours"
-          + (f" (+ {int(unknown['planned_jobs'].sum())} jobs of groups the reduced run did not "
-             "train)" if len(unknown) else ""))
+    print("\n" + estimate_headline(table, epochs, group))
+    return 0
+
+
+def _rehearse(args: argparse.Namespace) -> int:
+    """Rehearse every kind of training job of the configured DAG; exit 1 on a failure."""
+    import tempfile
+
+    from snakemake.cli import parse_config
+
+    from iman.config import DEMO_CONFIG, ConfigError, resolve_config
+    from iman.experiments import all_table_nodes
+    from iman.paths import Paths
+    from iman.rehearsal import (
+        RehearsalError,
+        data_plan,
+        rehearsal_jobs,
+        rehearse,
+        threads_default,
+        write_resources,
+    )
+
+    try:
+        cfg = resolve_config(args.configfile or [DEMO_CONFIG], parse_config(args.config or []))
+    except (ConfigError, ValueError) as err:
+        print(f"iman rehearse: {err}", file=sys.stderr)
+        return 2
+    paths = Paths(str(Path(args.directory) / cfg["results"]))
+    jobs = rehearsal_jobs(cfg, all_table_nodes(cfg))
+    with tempfile.TemporaryDirectory(prefix="iman-rehearsal-") as work:
+        cases = args.cases or cfg["rehearsal"]["cases"]
+        partial = Path(paths.rehearsal_resources).with_suffix(".partial.csv")
+        df = rehearse(jobs, data_plan(cfg, paths, cases), Path(work), args.steps,
+                      args.threads or threads_default(), args.batch_size, args.timeout,
+                      args.only or (), partial=partial)
+    partial.unlink(missing_ok=True)
+    try:
+        write_resources(df, Path(paths.rehearsal_resources), Path(paths.rehearsal_summary))
+    except RehearsalError as err:
+        print(f"measurements of the kinds that ran: {paths.rehearsal_resources}, "
+              f"{paths.rehearsal_summary}", file=sys.stderr)
+        print(f"iman rehearse: {err}", file=sys.stderr)
+        return 1
+    print(Path(paths.rehearsal_summary).read_text(), end="")
     return 0
 
 
@@ -294,15 +343,41 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--config", nargs="+", action="extend", metavar="KEY=VALUE")
     pl.add_argument("--directory", default=".", help="the project directory (default: here)")
     e = sub.add_parser("estimate", help="device hours of a planned run from a reduced run's "
-                       "cost.csv", description="Per method, variant and modality: seconds per "
-                       "epoch and per-job overhead of the reduced run, times the planned run's "
+                       "cost.csv or a rehearsal's resources.csv",
+                       description="--cost: per method, variant and modality, seconds per "
+                       "epoch and per-job overhead of the reduced run; --rehearsal: per kind "
+                       "of job, the rehearsal's predicted job time. Times the planned run's "
                        "training jobs at --epochs epochs (default its max_epochs: an upper "
-                       "bound; early stopping ends most jobs sooner).")
-    e.add_argument("--cost", required=True, help="results/tables/cost.csv of the reduced run")
+                       "bound; early stopping ends most jobs sooner). Jobs without a measured "
+                       "rate are listed as not estimated.")
+    source = e.add_mutually_exclusive_group(required=True)
+    source.add_argument("--cost", help="results/tables/cost.csv of a reduced run")
+    source.add_argument("--rehearsal", help="results/rehearsal/resources.csv of a rehearsal "
+                        "(iman rehearse): predicted time per kind of job")
     e.add_argument("--configfile", nargs="+", required=True, metavar="FILE",
                    help="config file(s) of the planned run")
     e.add_argument("--config", nargs="+", action="extend", metavar="KEY=VALUE")
     e.add_argument("--epochs", type=float, help="expected epochs per job")
+    rh = sub.add_parser("rehearse", help="run every kind of training job for a few steps at "
+                        "the configured geometry; write results/rehearsal/resources.csv",
+                        description="One representative per kind (method, variant, modality, "
+                        "T, margin source, first/warm loop, pretrained start): a few optimiser "
+                        "steps, one validation batch, one case evaluated at its original size, "
+                        "the MMG. On the prepared data (results/data), else a small phantom "
+                        "of the configured size. Exit status 1 when a kind fails.")
+    rh.add_argument("--configfile", "--configfiles", nargs="+", action="extend",
+                    metavar="FILE", help="config file(s), in order (default config/config.yaml)")
+    rh.add_argument("--config", nargs="+", action="extend", metavar="KEY=VALUE")
+    rh.add_argument("--directory", default=".", help="the project directory (default: here)")
+    rh.add_argument("--steps", type=int, default=2, help="timed optimiser steps per kind")
+    rh.add_argument("--threads", type=int, help="CPU threads (default: every core)")
+    rh.add_argument("--batch-size", type=int, help="measure at this batch size instead of the "
+                    "configured one (times are scaled back linearly; for a CPU rehearsal)")
+    rh.add_argument("--cases", type=int, help="cases of the planned run, to size its epochs "
+                    "before the data are prepared (default: rehearsal.cases, else the data's)")
+    rh.add_argument("--timeout", type=float, help="seconds per kind before it counts as failed")
+    rh.add_argument("--only", nargs="+", metavar="PREFIX", help="only kinds whose key starts "
+                    "with one of these (e.g. nunet.paper, transunet.paper/ceus)")
     w = sub.add_parser("weights", help="pretrained weight files: list, fetch, verify")
     wsub = w.add_subparsers(dest="action", required=True)
     wl = wsub.add_parser("list", help="what the paper protocol expects; cache status")
@@ -328,7 +403,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"config": _config, "models": _models, "phantom": _phantom, "predict": _predict,
-            "weights": _weights, "estimate": _estimate, "plan": _plan}
+            "weights": _weights, "estimate": _estimate, "plan": _plan,
+            "rehearse": _rehearse}
 """Subcommand name -> its function (``ingest`` parses its own arguments)."""
 
 

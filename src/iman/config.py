@@ -124,7 +124,9 @@ def _semantic_problems(cfg: dict[str, Any]) -> list[str]:
     wanted += [("tables.table5.backbones", m) for m in cfg["tables"]["table5"]["backbones"]]
     wanted += [("model.variants", m) for m in cfg["model"]["variants"] if m != "default"]
     wanted += [("train.methods", m) for m in cfg["train"]["methods"]]
-    return problems + _method_problems(wanted) + _loss_problems(cfg["train"])
+    named = _method_problems(wanted)
+    return (problems + named + _loss_problems(cfg["train"])
+            + ([] if named else _model_problems(cfg)))
 
 
 def _loss_problems(train: dict[str, Any]) -> list[str]:
@@ -135,6 +137,24 @@ def _loss_problems(train: dict[str, Any]) -> list[str]:
         (f"train.methods.{m}.loss", r["loss"]) for m, r in train["methods"].items() if "loss" in r]
     return [f"config key '{key}': unknown loss {name!r}; known losses: {sorted(LOSSES)}"
             for key, name in named if name not in LOSSES]
+
+
+def _model_problems(cfg: dict[str, Any]) -> list[str]:
+    """Every trained (method, variant) that its job would refuse: an unknown variant, or an
+    input size the method's card rules out (``MethodCard.size_problem``)."""
+    from iman.experiments import used_models
+    from iman.models.registry import get_entry
+
+    size, problems = cfg["data"]["size"], []
+    for method, variant in sorted(used_models(cfg)):
+        card = get_entry(method)
+        if variant not in card.variants:
+            problems.append(f"config key 'model.variants': method {method!r} has no variant "
+                            f"{variant!r}; its variants: {', '.join(card.variants)}")
+        elif (why := card.size_problem(variant, size)) is not None:
+            problems.append(f"config key 'data.size': {why}; change data.size or "
+                            f"model.variants.{method}")
+    return problems
 
 
 def _method_problems(wanted: list[tuple[str, str]]) -> list[str]:

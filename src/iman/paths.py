@@ -213,6 +213,16 @@ class Paths:
         """Wall time, device and epochs of every training job."""
         return f"{self.root}/tables/cost.csv"
 
+    @property
+    def rehearsal_resources(self) -> str:
+        """Time and memory per kind of training job (``iman rehearse``, rule ``rehearse``)."""
+        return f"{self.root}/rehearsal/resources.csv"
+
+    @property
+    def rehearsal_summary(self) -> str:
+        """The rehearsal's human summary."""
+        return f"{self.root}/rehearsal/summary.txt"
+
     def figure(self, name: str, ext: str) -> str:
         """One figure (``png`` or ``pdf``)."""
         return f"{self.root}/figures/{name}.{ext}"

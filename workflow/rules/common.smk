@@ -301,3 +301,49 @@ def get_curve_params(wildcards) -> dict[str, list[str]]:
 def get_curve_inputs(wildcards) -> list[str]:
     """history.csv of loops 0..L of each branch of the table's looped rows."""
     return [f for files in get_curve_params(wildcards).values() for f in files]
+
+
+# ---- rehearsal and the train rule's resources (docs/slurm.md) --------------------------------
+from iman.config import method_train
+from iman.training.kinds import node_kind
+from iman.rehearsal import data_plan, rehearsal_jobs
+from iman.training.resources import job_resources, read_resources
+
+
+def rehearsal_file() -> str:
+    """The resources file the train rule reads (rehearsal.resources, else the default)."""
+    return config["rehearsal"]["resources"] or P.rehearsal_resources
+
+
+def get_rehearsal_jobs(wildcards) -> list:
+    """One job per kind: its representative node, protocol, frames and margins."""
+    return rehearsal_jobs(config, all_table_nodes(config))
+
+
+def get_rehearsal_data(wildcards):
+    """Where the rehearsal's cases come from (prepared data or a phantom) and the case
+    count that sizes the planned jobs' epochs."""
+    return data_plan(config, P, config["rehearsal"]["cases"])
+
+
+def _train_resources(wildcards, attempt: int):
+    """The job's resources from its kind's rehearsal row (fallbacks without one)."""
+    node = wc_node(wildcards)
+    row = read_resources(rehearsal_file()).get(node_kind(config["model"], node).key)
+    t = method_train(config, parse_name(node.run).method)
+    return job_resources(row, t["batch_size"], t["max_epochs"], attempt)
+
+
+def get_train_mem_mb(wildcards, attempt) -> int:
+    """Host memory of a training job (MB): rehearsal peak RSS with headroom."""
+    return _train_resources(wildcards, attempt).mem_mb
+
+
+def get_train_runtime(wildcards, attempt) -> int:
+    """Wall-time limit of a training job (minutes): predicted time at max_epochs."""
+    return _train_resources(wildcards, attempt).runtime
+
+
+def get_train_gpu_mem_mb(wildcards, attempt) -> int:
+    """GPU memory a training job needs (MB; 0 without a CUDA rehearsal)."""
+    return _train_resources(wildcards, attempt).gpu_mem_mb

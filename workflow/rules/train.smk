@@ -31,9 +31,12 @@ rule train:
         P.benchmark(NODE)
     threads: 1
     resources:
+        # per kind of job from the rehearsal (results/rehearsal/resources.csv), with
+        # headroom; without it 4000 MB / 60 min (iman.training.resources, docs/slurm.md)
         gpu=0,
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=get_train_mem_mb,
+        runtime=get_train_runtime,
+        gpu_mem_mb=get_train_gpu_mem_mb,
     conda:
         ENV
     script:

@@ -19,7 +19,8 @@ __all__ = ["aaunet", "ceusegnet", "dcnet", "deeplabv3", "dpran", "fpn", "ggnet",
 _M = "iman.models"
 
 
-def _smp(arch: str, label: str, params_m: float, demo: dict[str, Any]) -> MethodCard:
+def _smp(arch: str, label: str, params_m: float, demo: dict[str, Any],
+         size_multiple: int | dict[str, int] = 1) -> MethodCard:
     """One segmentation-models-pytorch framework (ResNet-50 encoder in the paper)."""
     return MethodCard(
         name=arch,
@@ -34,6 +35,7 @@ def _smp(arch: str, label: str, params_m: float, demo: dict[str, Any]) -> Method
         paper_input={"in_channels": {"us": 3}, "img_size": 320},
         description=f"{label} (segmentation-models-pytorch), ResNet-50 encoder in the paper",
         load_weights=f"{_M}.smp_models:load_encoder_weights",
+        size_multiple=size_multiple,
     )
 
 
@@ -42,8 +44,10 @@ _R18_D3 = {"encoder": "resnet18", "encoder_depth": 3}
 unet = _smp("unet", "UNet", 32.521105, {**_R18_D3, "decoder_channels": (32, 24, 16)})
 fpn = _smp("fpn", "FPN", 26.117057, {"encoder": "resnet18", "encoder_depth": 4,
                                      "decoder_pyramid_channels": 64,
-                                     "decoder_segmentation_channels": 32, "upsampling": 2})
-unetpp = _smp("unetpp", "UNet++", 48.985745, {**_R18_D3, "decoder_channels": (24, 16, 8)})
+                                     "decoder_segmentation_channels": 32, "upsampling": 2},
+           {"paper": 32, "r18": 32, "demo": 16})
+unetpp = _smp("unetpp", "UNet++", 48.985745, {**_R18_D3, "decoder_channels": (24, 16, 8)},
+              {"paper": 32, "r18": 32, "demo": 8})
 deeplabv3 = _smp("deeplabv3", "DeepLabV3", 39.633729, {**_R18_D3, "decoder_channels": 64})
 
 _TRANSUNET_TINY: dict[str, Any] = {
@@ -69,6 +73,7 @@ transunet = MethodCard(
     description="TransUNet R50-ViT-B/16; IMAN's backbone, margin gates the 3 CNN skips",
     family="framework",
     load_weights=f"{_M}.transunet:load_r50_vit",
+    size_multiple=32,
 )
 
 swinunet = MethodCard(
@@ -89,6 +94,7 @@ swinunet = MethodCard(
     description="Swin-Unet (Swin-T encoder [2,2,6,2], mirrored decoder); margin as input",
     family="framework",
     load_weights=f"{_M}.swinunet:load_swin_weights",
+    size_multiple=32,
 )
 
 aaunet = MethodCard(
@@ -102,6 +108,7 @@ aaunet = MethodCard(
     paper_input={"in_channels": {"us": 3}, "img_size": 384},
     description="AAU-net: U-net with HAAM blocks (assumed 5-level, 64-1024 wiring; TMI 2023)",
     family="us",
+    size_multiple=16,
 )
 
 nunet = MethodCard(
@@ -131,6 +138,7 @@ usseg = MethodCard(
     paper_input={"in_channels": {"us": 1}, "img_size": 256},
     description="US-SEG: UNet + 4-stage Dice deep supervision + per-stage discriminators",
     family="seed",
+    size_multiple=16,
 )
 
 ggnet = MethodCard(
@@ -164,6 +172,7 @@ dcnet = MethodCard(
     description="DC-Net: decomposition-coupling network with DCP, DaR coupler, CCF and "
                 "harmonic loss",
     family="seed",
+    size_multiple=16,
 )
 
 dpran = MethodCard(
@@ -178,6 +187,7 @@ dpran = MethodCard(
     paper_input={"in_channels": {"ceus": 5}, "img_size": 336},
     description="DpRAN: perfusion excitation + cross-attention temporal aggregation (JBHI 23)",
     family="ceus",
+    size_multiple=16,
 )
 
 ceusegnet = MethodCard(
@@ -192,4 +202,5 @@ ceusegnet = MethodCard(
     paper_input={"in_channels": {"us": 1, "ceus": 1}, "img_size": 128},
     description="CEUSegNet: dual US/CEUS encoders with CSA + CFF, one decoder (ISBI 2022)",
     family="ceus",
+    size_multiple=16,
 )

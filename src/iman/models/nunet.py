@@ -22,9 +22,13 @@ in ``/work/shared/reference/peers.md`` section 6) do, in this module's terms (le
 Choices made here:
 
 * The architecture is generated from ``widths`` (L + 1 entries) and ``shortcut`` width, so
-  the paper network and smaller variants share one definition. The paper variant (L = 7)
-  needs inputs divisible by 128 (e.g. 128, 256, 384); the ``demo`` variant uses L = 5 with
-  narrower widths and works at any multiple of 32, 64 px included.
+  the paper network and smaller variants share one definition.
+* Any input size: an input that is not a multiple of ``2**L`` is padded (reflected, split
+  evenly over both sides) to the next multiple, and the logits are cropped back. The public
+  code only runs at multiples of 128 (Keras' floor pooling breaks the skip concatenations
+  elsewhere), yet IMAN trains NU-net at 320 px: padded to 384, NU-net's own input size, with
+  the paper's 7 poolings, widths and 77.05 M parameters unchanged. A margin is padded the
+  same way. At a multiple of ``2**L`` (the ``demo`` variant, L = 5, at 64 px) nothing changes.
 * Margin: every decoder skip (main + side branch concatenation) is multiplied by the margin
   (``gates_skips=True``).
 """
@@ -35,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iman.models.blocks import check_size, load_weight_file
+from iman.models.blocks import load_weight_file
 from iman.models.injection import gate
 
 __all__ = ["NUNet", "build_nunet"]
@@ -59,6 +63,18 @@ class _ConvBlock(nn.Sequential):
 def _up(x: Tensor, factor: int) -> Tensor:
     """Nearest up-sampling (Keras ``UpSampling2D`` default)."""
     return F.interpolate(x, scale_factor=factor, mode="nearest")
+
+
+def _pad_to(h: int, w: int, multiple: int) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) padding that brings ``h x w`` to multiples of ``multiple``."""
+    dh, dw = -h % multiple, -w % multiple
+    return (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2)
+
+
+def _pad(x: Tensor, pad: tuple[int, int, int, int]) -> Tensor:
+    """Reflect padding (replicate where a side is too short to reflect)."""
+    small = max(pad[0], pad[1]) >= x.shape[-1] or max(pad[2], pad[3]) >= x.shape[-2]
+    return F.pad(x, pad, mode="replicate" if small else "reflect")
 
 
 class NUNet(nn.Module):
@@ -101,9 +117,17 @@ class NUNet(nn.Module):
 
     def forward(self, x: Tensor, margin: Tensor | None = None) -> Tensor:
         """Logits ``(B, 1, H, W)``; the margin (if any) gates every decoder skip."""
+        h, w = x.shape[-2:]
+        pad = _pad_to(h, w, 2**self.depth)
+        if any(pad):
+            x = _pad(x, pad)
+            margin = _pad(margin, pad) if margin is not None else None
+        logits = self._forward(x, margin)
+        return logits[..., pad[2]:pad[2] + h, pad[0]:pad[0] + w] if any(pad) else logits
+
+    def _forward(self, x: Tensor, margin: Tensor | None) -> Tensor:
+        """The network on an input whose sides are multiples of ``2**depth``."""
         L = self.depth
-        if x.shape[-1] % (2**L) or x.shape[-2] % (2**L):
-            raise ValueError(f"NU-net with {L} poolings needs sizes divisible by {2**L}")
         main: list[Tensor] = []
         for k, block in enumerate(self.main):
             if k == 0:
@@ -139,10 +163,8 @@ def build_nunet(
     shortcut: int = PAPER_SHORTCUT,
     weights: str | None = None,
 ) -> NUNet:
-    """Registry constructor (US only); the size must be divisible by 2**(len(widths)-1)."""
-    depth = len(widths) - 1
-    check_size(f"NU-net with {depth} poolings", img_size, 2**depth,
-               "use the 'demo' variant for multiples of 32")
+    """Registry constructor (US only); any size (padded inside to a multiple of
+    ``2**(len(widths)-1)``)."""
     model = NUNet(sum(in_channels.values()), tuple(widths), shortcut)
     if weights:
         load_weight_file(model, weights, "NU-net")

@@ -114,6 +114,9 @@ class MethodCard:
     ``(model, path) -> LoadReport`` for the method's pretrained file; ``iman weights verify``
     prints its report. ``gates_skips``: the model gates its skips with the margin itself;
     False: the margin enters as an extra input channel. A ``paper`` variant is required.
+    ``size_multiple``: the input size must be a multiple of it (its total stride), one value
+    for every variant or a mapping variant -> value (a variant not named: any size); config
+    validation refuses other sizes at parse time (:meth:`size_problem`).
     """
 
     name: str
@@ -128,6 +131,18 @@ class MethodCard:
     description: str = ""
     family: str = "framework"
     load_weights: str | None = None
+    size_multiple: int | Mapping[str, int] = 1
+
+    def size_problem(self, variant: str, size: int) -> str | None:
+        """Why ``variant`` cannot run at ``size`` x ``size`` (None: it can)."""
+        multiple = self.size_multiple
+        if isinstance(multiple, Mapping):
+            multiple = multiple.get(variant, 1)
+        if size % multiple:
+            return (f"method {self.name!r} variant {variant!r} needs an input size divisible "
+                    f"by {multiple}, got data.size {size} (nearest: {size - size % multiple}"
+                    f" or {size - size % multiple + multiple})")
+        return None
 
     def consumed(self, modality: str) -> tuple[str, ...]:
         """Modalities fed to the model when it predicts ``modality``."""
@@ -203,6 +218,11 @@ def _card_problems(card: object, ep_name: str) -> list[str]:
     if bad or not card.modalities:
         problems.append(f"modalities/inputs must be non-empty and among {MODALITIES}, "
                         f"got {card.modalities}/{card.inputs}")
+    multiples = (card.size_multiple.values() if isinstance(card.size_multiple, Mapping)
+                 else [card.size_multiple])
+    if not all(isinstance(m, int) and m >= 1 for m in multiples):
+        problems.append(f"size_multiple must be an integer >= 1 or a mapping variant -> "
+                        f"integer, got {card.size_multiple!r}")
     for what, ref in (("build", card.build), ("load_weights", card.load_weights)):
         if ref is not None and (problem := _reference_problem(ref)):
             problems.append(f"{what} {ref!r}: {problem}")

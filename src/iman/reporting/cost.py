@@ -22,8 +22,8 @@ import pandas as pd
 
 from iman.paths import parse_node
 
-__all__ = ["COLUMNS", "collect_costs", "cost_table", "estimate_hours", "history_node",
-           "write_cost_table"]
+__all__ = ["COLUMNS", "collect_costs", "cost_table", "estimate_from_rehearsal",
+           "estimate_headline", "estimate_hours", "history_node", "write_cost_table"]
 
 #: columns of the table returned by :func:`collect_costs`
 COLUMNS = ["run", "modality", "loop", "wall_seconds", "max_rss_mb", "device", "epochs",
@@ -157,6 +157,50 @@ def estimate_hours(cost: pd.DataFrame, nodes: list, epochs: float) -> pd.DataFra
                      "planned_jobs": count, "measured_jobs": measured_jobs,
                      "s_per_epoch": per_epoch, "overhead_s": overhead, "hours": hours})
     return pd.DataFrame(rows)
+
+
+def estimate_from_rehearsal(resources: pd.DataFrame, model_cfg: Any, nodes: list,
+                            epochs: float | None = None) -> pd.DataFrame:
+    """Device hours of a planned run from a rehearsal's ``resources.csv``: per kind of job
+    (:mod:`iman.training.kinds`), the kind's predicted job time at ``epochs`` (default: the
+    rehearsed ``max_epochs``) times its planned jobs. A kind the rehearsal did not measure
+    (absent, or failed) has NaN hours: listed, not guessed."""
+    from iman.training.kinds import node_kind
+    from iman.training.resources import job_seconds
+
+    measured = {r["kind"]: r for r in resources[resources["status"] == "ok"].to_dict("records")}
+    planned: dict[str, int] = {}
+    for n in nodes:
+        key = node_kind(model_cfg, n).key
+        planned[key] = planned.get(key, 0) + 1
+    rows = []
+    for key, count in planned.items():
+        r = measured.get(key)
+        e = epochs if epochs else (r["max_epochs"] if r else float("nan"))
+        per_job = job_seconds(r, e) if r else float("nan")
+        rows.append({"kind": key, "planned_jobs": count, "measured_jobs": int(r is not None),
+                     "device": r["device"] if r else "", "job_hours": per_job / 3600,
+                     "hours": count * per_job / 3600})
+    return pd.DataFrame(rows)
+
+
+def estimate_headline(table: pd.DataFrame, epochs: float | str, group: str) -> str:
+    """One line: the hours of the jobs that have a rate, and what cannot be estimated (never
+    a bare "0.0 device hours" when rates are missing)."""
+    known = table[table["hours"].notna()]
+    unknown = table[table["hours"].isna()]
+    jobs, n_known = int(table["planned_jobs"].sum()), int(known["planned_jobs"].sum())
+    if known.empty:
+        return (f"cannot estimate: none of the {len(table)} {group}s ({jobs} training jobs) "
+                f"has a measured rate; measure them first")
+    line = (f"{known['hours'].sum():.1f} device hours for {n_known} of {jobs} training jobs "
+            f"({len(known)} {group}s) at {epochs} epochs each")
+    if len(unknown):
+        names = ", ".join(str(k) for k in unknown.iloc[:, 0].head(5))
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        line += (f"; cannot estimate {int(unknown['planned_jobs'].sum())} jobs of "
+                 f"{len(unknown)} {group}s without a measured rate ({names}{more})")
+    return line
 
 
 def cost_table(histories: Sequence[str | Path], provenances: Sequence[str | Path],
