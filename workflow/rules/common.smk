@@ -331,7 +331,8 @@ def _train_resources(wildcards, attempt: int):
     node = wc_node(wildcards)
     row = read_resources(rehearsal_file()).get(node_kind(config["model"], node).key)
     t = method_train(config, parse_name(node.run).method)
-    return job_resources(row, t["batch_size"], t["max_epochs"], attempt)
+    return job_resources(row, t["batch_size"], t["max_epochs"], attempt,
+                         cluster=workflow.non_local_exec)
 
 
 def get_train_mem_mb(wildcards, attempt) -> int:

@@ -20,8 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["FALLBACK", "HEADROOM", "JobResources", "job_resources", "job_seconds",
-           "read_resources"]
+__all__ = ["CLUSTER_FALLBACK", "FALLBACK", "HEADROOM", "JobResources", "job_resources",
+           "job_seconds", "read_resources"]
 
 HEADROOM = {"mem": 1.3, "runtime": 1.5, "gpu_mem": 1.2}
 """Factors over the rehearsal's measurements (docs/slurm.md)."""
@@ -41,7 +41,11 @@ class JobResources:
 
 
 FALLBACK = JobResources(mem_mb=4000, runtime=60, gpu_mem_mb=0)
-"""Resources of a job without a rehearsal measurement of its kind."""
+"""Resources of a job without a rehearsal measurement of its kind, run on this machine."""
+CLUSTER_FALLBACK = JobResources(mem_mb=32000, runtime=720, gpu_mem_mb=0)
+"""The same on a cluster (a non-local executor, e.g. SLURM): what the SLURM profile asked
+for every training job before the rehearsal existed, so a cluster run without a rehearsal
+keeps the values it had (a dry run is local and shows :data:`FALLBACK`)."""
 
 
 @functools.cache
@@ -72,10 +76,11 @@ def job_seconds(row: Mapping[str, Any], epochs: float) -> float:
 
 
 def job_resources(row: dict[str, Any] | None, batch_size: int, max_epochs: int,
-                  attempt: int = 1) -> JobResources:
-    """Resources of a job of the kind measured in ``row`` (:data:`FALLBACK` when None)."""
+                  attempt: int = 1, cluster: bool = False) -> JobResources:
+    """Resources of a job of the kind measured in ``row``; without a row :data:`FALLBACK`,
+    or :data:`CLUSTER_FALLBACK` when the job is submitted to a ``cluster``."""
     if row is None:
-        return FALLBACK
+        return CLUSTER_FALLBACK if cluster else FALLBACK
     grow = 1 + RETRY_GROWTH * (attempt - 1)
     scale = batch_size / row["batch_size"]
     rss = row["rss_model_mb"] + max(0.0, row["rss_peak_mb"] - row["rss_model_mb"]) * scale
