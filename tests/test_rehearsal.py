@@ -216,3 +216,14 @@ def test_card_size_multiple_is_checked_and_read_per_variant() -> None:
                                                             "fpn"))
     assert card.size_problem("paper", 320) is None and card.size_problem("demo", 48) is None
     assert "divisible by 32" in card.size_problem("paper", 48)
+
+
+def test_a_kind_without_a_measurement_keeps_the_former_defaults() -> None:
+    from iman.training.resources import CLUSTER_FALLBACK, FALLBACK, job_resources
+
+    # no rehearsal row: locally the rule's 4000 MB / 60 min, on a cluster what the SLURM
+    # profile asked before the rehearsal (32000 MB / 720 min), whatever the attempt
+    assert job_resources(None, 16, 300) == FALLBACK
+    assert job_resources(None, 16, 300, attempt=2, cluster=True) == CLUSTER_FALLBACK
+    assert (CLUSTER_FALLBACK.mem_mb, CLUSTER_FALLBACK.runtime) == (32000, 720)
+    assert (FALLBACK.mem_mb, FALLBACK.runtime) == (4000, 60)
