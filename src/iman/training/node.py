@@ -39,19 +39,28 @@ def node_protocol(cfg: dict[str, Any], node: Node) -> dict[str, Any]:
                    for m in entry.consumed(node.modality)}
     t = method_train(cfg, spec.method)
     lr = t["lr"] * t["loop_lr_decay"] ** node.loop
+    max_epochs, patience = _epoch_budget(t, node.loop)
     return {
         "model": spec.method, "variant": spec.variant, "in_channels": in_channels,
         "img_size": cfg["data"]["size"],
         "injection": spec.injection if entry.gates_skips else "input_channel",
         "weights": weights, "weights_sha256": weights_sha256, "norm": init.norm,
-        "max_epochs": t["max_epochs"], "min_epochs": t["min_epochs"],
+        "max_epochs": max_epochs, "min_epochs": min(t["min_epochs"], max_epochs),
         "batch_size": t["batch_size"], "lr": lr, "min_lr": min(t["min_lr"], lr),
-        "weight_decay": t["weight_decay"], "patience": t["patience"],
+        "weight_decay": t["weight_decay"], "patience": patience,
         "converge_eps": t["converge_eps"], "converge_window": t["converge_window"],
         "bce_weight": t["bce_weight"], "augment": dict(t["augment"]), "seed": spec.seed,
         "amp": t["amp"],
     }
 
+
+
+def _epoch_budget(t: dict[str, Any], loop: int) -> tuple[int, int]:
+    """(max_epochs, patience) of a node at ``loop``: warm-started loops (l >= 1) take
+    ``loop_max_epochs`` / ``loop_patience`` where set."""
+    if loop == 0:
+        return t["max_epochs"], t["patience"]
+    return t["loop_max_epochs"] or t["max_epochs"], t["loop_patience"] or t["patience"]
 
 
 def train_config(protocol: dict[str, Any], node: Node, threads: int = 1):
