@@ -200,3 +200,20 @@ def test_the_default_run_trains_stated_verdicts_on_three_seeds() -> None:
     assert all(len(cfg["tables"][t]["seeds"]) >= 3 for t in ("table1", "table2", "table5"))
     for _, _, row, ref in table_comparisons(cfg, "table2"):
         assert len(row) == len(ref) == 3 and len({r.rsplit("__", 1)[1] for r in row}) == 3
+
+
+def test_warm_started_loops_take_their_own_epoch_budget() -> None:
+    """train.loop_max_epochs / loop_patience reach loops >= 1 only (loop 0, and every node
+    when unset, keep max_epochs / patience: the paper trains every loop alike)."""
+    from iman.experiments import node_for, table_specs
+    from iman.training.node import node_protocol
+
+    cfg = resolve_config([DEMO_CONFIG])
+    spec = table_specs(cfg, "table2")[-1][1][0]  # a looped row
+    l0, l1 = (node_protocol(cfg, node_for(spec, "us", loop)) for loop in (0, 1))
+    assert (l0["max_epochs"], l0["patience"]) == (50, 15)
+    assert (l1["max_epochs"], l1["patience"]) == (30, 8)
+    paper = resolve_config([ROOT / "config" / "paper.yaml"])
+    p1 = node_protocol(paper, node_for(table_specs(paper, "table2")[-1][1][0], "us", 1))
+    assert (p1["max_epochs"], p1["patience"]) == (paper["train"]["max_epochs"],
+                                                  paper["train"]["patience"])
