@@ -1,10 +1,13 @@
 """Table II's verdicts on disjoint seed sets, from the runs' own per-case files.
 
-For each results folder (one seed set) and each Table II comparison whose experiments exist:
+For each results folder (one seed set) and each Table II comparison whose experiments exist
+(on the seeds that have both; ``seeds`` says how many of the set):
 the pooled difference (per-case metrics averaged over the set's seeds, then paired, as
 ``stats.csv``), its sign-flip p and interval, each seed's own mean difference, and the
 calibration (the UNet baseline's test soft DSC, seed mean and worst seed). A folder may hold
-part of the table (e.g. a run targeted at some rows): missing rows are skipped, and
+part of the table (e.g. a run targeted at some rows): an experiment without its
+``per_case.csv`` is read from its finished nodes' ``metrics.csv`` (a branch whose nodes all
+exist), missing rows and branches are skipped, and
 ``p_bonf`` = min(1, p × the family size of Table II, 10) is an upper bound on its Holm p.
 
     .venv/bin/python benchmarks/seed_sets.py --results /work/runs/setA/results 0,1,2 \
@@ -20,15 +23,47 @@ import pandas as pd
 
 from iman.config import DEMO_CONFIG, resolve_config
 from iman.evaluation.stats import case_means, compare
-from iman.experiments import experiment_name, row_label, table_comparisons, table_specs
+from iman.experiments import (
+    Spec,
+    branch_modalities,
+    experiment_name,
+    experiment_nodes,
+    parse_name,
+    row_label,
+    table_comparisons,
+    table_specs,
+)
 
 FAMILY = 10
 """Table II comparisons per (modality, metric) in the default run (docs/statistics.md)."""
 
 
+def _node_branch(results: Path, spec: Spec, modality: str) -> pd.DataFrame | None:
+    """One branch of an experiment from its nodes' metrics (the summarize rule's choice: the
+    loop with the best mean validation DSC), or None while a node is missing."""
+    frames = []
+    for node in experiment_nodes(spec):
+        if node.modality != modality:
+            continue
+        path = results / "runs" / node.run / modality / f"loop{node.loop}" / "metrics.csv"
+        if not path.exists():
+            return None
+        frames.append(pd.read_csv(path, dtype={"case_id": str}).assign(modality=modality))
+    if not frames:
+        return None
+    return max(frames, key=lambda f: f.loc[f["split"] == "val", "std_dsc"].mean())
+
+
 def _per_case(results: Path, experiment: str) -> pd.DataFrame | None:
+    """An experiment's per-case metrics: its ``per_case.csv``, else what its finished nodes
+    give (the branches whose nodes all exist)."""
     path = results / "experiments" / experiment / "per_case.csv"
-    return pd.read_csv(path, dtype={"case_id": str}) if path.exists() else None
+    if path.exists():
+        return pd.read_csv(path, dtype={"case_id": str})
+    spec = parse_name(experiment)
+    branches = [b for m in branch_modalities(spec)
+                if (b := _node_branch(results, spec, m)) is not None]
+    return pd.concat(branches) if branches else None
 
 
 def _branch(frame: pd.DataFrame, modality: str) -> pd.DataFrame:
@@ -42,10 +77,12 @@ def comparisons(results: Path, seeds: list[int], metric: str = "std_dsc") -> pd.
     for row, ref, row_exps, ref_exps in table_comparisons(cfg, "table2"):
         frames = [(_per_case(results, a), _per_case(results, b))
                   for a, b in zip(row_exps, ref_exps)]
-        if any(a is None or b is None for a, b in frames):
-            continue
+        frames = [(a, b) for a, b in frames if a is not None and b is not None]
         for mod in ("us", "ceus"):
             pairs = [(_branch(a, mod), _branch(b, mod)) for a, b in frames]
+            pairs = [(a, b) for a, b in pairs if not (a.empty or b.empty)]
+            if not pairs:
+                continue
             pooled = compare(case_means([a for a, _ in pairs], metric),
                              case_means([b for _, b in pairs], metric))
             per_seed = [compare(case_means([a], metric), case_means([b], metric)).mean_diff
@@ -56,6 +93,7 @@ def comparisons(results: Path, seeds: list[int], metric: str = "std_dsc") -> pd.
                         "ci_high": pooled.ci_high, "p": pooled.p,
                         "p_bonf": min(1.0, pooled.p * FAMILY), "n_cases": pooled.n_cases,
                         "per_seed": " / ".join(f"{d:+.3f}" for d in per_seed),
+                        "seeds": f"{len(per_seed)}/{len(row_exps)}",
                         "seeds_agree": f"{agree}/{len(per_seed)}"})
     return pd.DataFrame(out)
 
