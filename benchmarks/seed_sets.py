@@ -75,14 +75,15 @@ def comparisons(results: Path, seeds: list[int], metric: str = "std_dsc") -> pd.
     cfg = resolve_config([DEMO_CONFIG], {"seeds": seeds})
     out = []
     for row, ref, row_exps, ref_exps in table_comparisons(cfg, "table2"):
-        frames = [(_per_case(results, a), _per_case(results, b))
+        frames = [(parse_name(a).seed, _per_case(results, a), _per_case(results, b))
                   for a, b in zip(row_exps, ref_exps)]
-        frames = [(a, b) for a, b in frames if a is not None and b is not None]
         for mod in ("us", "ceus"):
-            pairs = [(_branch(a, mod), _branch(b, mod)) for a, b in frames]
-            pairs = [(a, b) for a, b in pairs if not (a.empty or b.empty)]
-            if not pairs:
+            found = [(s, _branch(a, mod), _branch(b, mod)) for s, a, b in frames
+                     if a is not None and b is not None]
+            found = [(s, a, b) for s, a, b in found if not (a.empty or b.empty)]
+            if not found:
                 continue
+            pairs = [(a, b) for _, a, b in found]
             pooled = compare(case_means([a for a, _ in pairs], metric),
                              case_means([b for _, b in pairs], metric))
             per_seed = [compare(case_means([a], metric), case_means([b], metric)).mean_diff
@@ -92,7 +93,8 @@ def comparisons(results: Path, seeds: list[int], metric: str = "std_dsc") -> pd.
                         "mean_diff": pooled.mean_diff, "ci_low": pooled.ci_low,
                         "ci_high": pooled.ci_high, "p": pooled.p,
                         "p_bonf": min(1.0, pooled.p * FAMILY), "n_cases": pooled.n_cases,
-                        "per_seed": " / ".join(f"{d:+.3f}" for d in per_seed),
+                        "per_seed": " / ".join(f"{s}: {d:+.3f}"
+                                               for (s, _, _), d in zip(found, per_seed)),
                         "seeds": f"{len(per_seed)}/{len(row_exps)}",
                         "seeds_agree": f"{agree}/{len(per_seed)}"})
     return pd.DataFrame(out)
