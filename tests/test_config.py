@@ -13,6 +13,7 @@ from iman.cli import main
 from iman.config import (
     DEMO_CONFIG,
     ConfigError,
+    dump_config,
     load_config,
     resolve_config,
     validate_config,
@@ -59,6 +60,10 @@ def test_paper_config_takes_the_schema_default_for_every_key_it_does_not_set(
     unset = [k for k in defaults
              if k not in named and not any(n.startswith(k + ".") for n in named)]
     assert "train.loop_lr_decay" in unset and "train.augment.rotate_deg" in unset
+    # a table's seeds (default null: every seed) are recorded as the explicit list
+    seeds = [k for k in unset if k.startswith("tables.") and k.endswith(".seeds")]
+    assert len(seeds) == 5 and all(printed[k] == printed["seeds"] for k in seeds)
+    unset = [k for k in unset if k not in seeds]
     assert {k: printed[k] for k in unset} == {k: defaults[k] for k in unset}
     assert {k: printed[k] for k in named} == named
 
@@ -169,3 +174,52 @@ def test_two_folds_would_leave_nothing_to_train_on() -> None:
     with pytest.raises(ConfigError, match="split.folds.*no training cases"):
         validate_config({"split": {"folds": 2}})
     assert validate_config({"split": {"folds": 3}})["split"]["folds"] == 3
+
+
+def test_table_seeds_are_all_the_first_n_or_a_list_and_recorded_as_a_list() -> None:
+    from iman.config import table_seeds
+
+    cfg = resolve_config([], {"seeds": [3, 4, 5], "tables": {"table3": {"seeds": 1},
+                                                             "table4": {"seeds": [7]}}})
+    assert [cfg["tables"][t]["seeds"] for t in ("table1", "table3", "table4")] == [
+        [3, 4, 5], [3], [7]]
+    raw = validate_config({"seeds": [0, 1], "tables": {"table2": {"seeds": 1}}})
+    assert raw["tables"]["table2"]["seeds"] == 1 and raw["tables"]["table1"]["seeds"] is None
+    assert table_seeds(raw, "table2") == [0] and table_seeds(raw, "table1") == [0, 1]
+    assert yaml.safe_load(dump_config(cfg))["tables"]["table3"]["seeds"] == [3]
+
+
+@pytest.mark.parametrize("value, match", [
+    (4, "tables.table2.seeds.*4 seeds asked.*lists 3"), (0, "tables.table2.seeds"),
+    ([], "tables.table2.seeds"), ([1, 1], "tables.table2.seeds"), ("x", "tables.table2.seeds")])
+def test_bad_table_seeds_are_reported_with_their_key(value: Any, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        resolve_config([], {"seeds": [0, 1, 2], "tables": {"table2": {"seeds": value}}})
+
+
+def test_the_default_run_trains_stated_verdicts_on_three_seeds() -> None:
+    """Tables I, II and V (whose verdicts the docs state) train >= 3 seeds; each Table II
+    comparison pairs one experiment per seed (docs/statistics.md)."""
+    from iman.experiments import table_comparisons
+
+    cfg = resolve_config([DEMO_CONFIG])
+    assert all(len(cfg["tables"][t]["seeds"]) >= 3 for t in ("table1", "table2", "table5"))
+    for _, _, row, ref in table_comparisons(cfg, "table2"):
+        assert len(row) == len(ref) == 3 and len({r.rsplit("__", 1)[1] for r in row}) == 3
+
+
+def test_warm_started_loops_take_their_own_epoch_budget() -> None:
+    """train.loop_max_epochs / loop_patience reach loops >= 1 only (loop 0, and every node
+    when unset, keep max_epochs / patience: the paper trains every loop alike)."""
+    from iman.experiments import node_for, table_specs
+    from iman.training.node import node_protocol
+
+    cfg = resolve_config([DEMO_CONFIG])
+    spec = table_specs(cfg, "table2")[-1][1][0]  # a looped row
+    l0, l1 = (node_protocol(cfg, node_for(spec, "us", loop)) for loop in (0, 1))
+    assert (l0["max_epochs"], l0["patience"]) == (50, 15)
+    assert (l1["max_epochs"], l1["patience"]) == (30, 8)
+    paper = resolve_config([ROOT / "config" / "paper.yaml"])
+    p1 = node_protocol(paper, node_for(table_specs(paper, "table2")[-1][1][0], "us", 1))
+    assert (p1["max_epochs"], p1["patience"]) == (paper["train"]["max_epochs"],
+                                                  paper["train"]["patience"])

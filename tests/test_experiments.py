@@ -172,3 +172,20 @@ def test_folds_are_an_axis_of_every_row_and_part_of_the_node_name() -> None:
     holdout = validate_config(CFG)
     assert runs_of(holdout) == [(0, None)]
     assert experiment_name(table_specs(holdout, "table1")[0][1][0]).endswith("__seed0")
+
+
+def test_each_table_trains_its_own_seeds_and_shares_the_first_seed_nodes() -> None:
+    """tables.<t>.seeds: Table III on the first seed, Table II on all three; the baseline
+    node of seed 0 is the same node in both (trained once)."""
+    from iman.experiments import all_table_nodes, runs_of
+
+    cfg = validate_config({**CFG, "seeds": [0, 1, 2], "tables": {"table3": {"seeds": 1},
+                                                                 "table4": {"seeds": [2]}}})
+    assert runs_of(cfg, "table3") == [(0, None)] and runs_of(cfg, "table4") == [(2, None)]
+    assert all(len(specs) == 3 for _, specs in table_specs(cfg, "table2"))
+    assert all([s.seed for s in specs] == [0] for _, specs in table_specs(cfg, "table3"))
+    t3 = {node_for(s, "us", 0) for _, specs in table_specs(cfg, "table3") for s in specs}
+    t2 = {node_for(s, "us", 0) for s in table_specs(cfg, "table2")[0][1]}
+    assert t3 < t2
+    seeds = {parse_name(n.run).seed for n in all_table_nodes(cfg)}
+    assert seeds == {0, 1, 2}

@@ -346,6 +346,7 @@ def test_command_line_overrides_reach_the_run_with_their_types(tmp_path: Path) -
     resolved = yaml.safe_load((tmp_path / "results" / "config.resolved.yaml").read_text())
     assert resolved["train"]["lr"] == 0.005 and resolved["seeds"] == [0, 1]
     assert resolved["train"]["max_epochs"] == 2  # the rest of the smoke section stays
+    assert resolved["tables"]["table2"]["seeds"] == [0, 1]  # each table's seeds, as run
     provenance = json.loads((tmp_path / "results" / "provenance.json").read_text())
     assert provenance["config"] == resolved
     assert provenance["packages"]["torch"] and provenance["packages"]["snakemake"]

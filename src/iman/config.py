@@ -24,7 +24,7 @@ import yaml
 from iman.errors import UserError
 
 __all__ = ["DEMO_CONFIG", "SCHEMA_PATH", "ConfigError", "coerce_overrides", "dump_config",
-           "load_config", "method_train", "resolve_config", "validate_config"]
+           "load_config", "method_train", "resolve_config", "table_seeds", "validate_config"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = PROJECT_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -93,6 +93,21 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     return _ordered(filled, schema, schema)
 
 
+def table_seeds(cfg: Mapping[str, Any], table: str) -> list[int]:
+    """Training seeds of ``table``'s rows: ``tables.<table>.seeds`` as a list (null: every
+    seed in ``seeds``; n: the first n of them)."""
+    want = cfg["tables"][table].get("seeds")
+    if want is None:
+        return list(cfg["seeds"])
+    return list(cfg["seeds"][:want]) if isinstance(want, int) else list(want)
+
+
+def _expand_table_seeds(cfg: dict[str, Any]) -> None:
+    """Record every table's seeds as an explicit list (the resolved config says what ran)."""
+    for table, settings in cfg["tables"].items():
+        settings["seeds"] = table_seeds(cfg, table)
+
+
 def _ordered(node: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
     """``node`` with its keys in schema order (so a resolved config reads like the schema)."""
     if "$ref" in schema:
@@ -119,6 +134,11 @@ def _semantic_problems(cfg: dict[str, Any]) -> list[str]:
     if cfg["split"]["folds"] >= 2 and cfg["split"]["use_source_split"]:
         problems.append("config key 'split.folds': k-fold cross-validation and "
                         "split.use_source_split exclude each other")
+    for table, settings in cfg["tables"].items():
+        n = settings.get("seeds")
+        if isinstance(n, int) and n > len(cfg["seeds"]):
+            problems.append(f"config key 'tables.{table}.seeds': {n} seeds asked, but `seeds` "
+                            f"lists {len(cfg['seeds'])} ({cfg['seeds']}): lower it or add seeds")
     wanted = [("iman.backbone", cfg["iman"]["backbone"])]
     wanted += [("tables.table1.methods", m) for m in cfg["tables"]["table1"]["methods"]]
     wanted += [("tables.table5.backbones", m) for m in cfg["tables"]["table5"]["backbones"]]
@@ -260,7 +280,8 @@ def resolve_config(configfiles: Sequence[str | Path] = (),
     """The one layering rule: schema defaults, then each config file, then ``overrides``.
 
     Nothing else leaks in: a key no named file sets takes its schema default (the paper
-    protocol). Returns the validated config with every default filled; raises ConfigError.
+    protocol). Returns the validated config with every default filled and every table's
+    seeds as an explicit list (:func:`table_seeds`); raises ConfigError.
     """
     cfg: dict[str, Any] = {}
     for path in configfiles:
@@ -275,7 +296,9 @@ def resolve_config(configfiles: Sequence[str | Path] = (),
             raise ConfigError(f"config file {path}: expected a mapping of keys at the top")
         _merge(cfg, loaded)
     _merge(cfg, coerce_overrides(overrides))
-    return validate_config(cfg)
+    resolved = validate_config(cfg)
+    _expand_table_seeds(resolved)
+    return resolved
 
 
 def dump_config(cfg: Mapping[str, Any]) -> str:

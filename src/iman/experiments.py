@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from iman.config import table_seeds
 from iman.models import get_entry
 from iman.names import (
     FRAMES_FIELD,
@@ -256,11 +257,13 @@ Run = tuple[int, int | None]
 """(seed, fold) of one repetition of a table row (fold None: the hold-out split)."""
 
 
-def runs_of(cfg: dict[str, Any]) -> list[Run]:
-    """Every (seed, fold) a table row is trained on: seeds × folds (k-fold when folds ≥ 2)."""
+def runs_of(cfg: dict[str, Any], table: str | None = None) -> list[Run]:
+    """Every (seed, fold) a row of ``table`` is trained on: its seeds × folds (k-fold when
+    folds ≥ 2). The seeds are ``tables.<table>.seeds`` (``seeds`` when ``table`` is None)."""
     k = cfg["split"]["folds"]
     folds: list[int | None] = list(range(k)) if k >= 2 else [None]
-    return [(s, f) for s in cfg["seeds"] for f in folds]
+    seeds = cfg["seeds"] if table is None else table_seeds(cfg, table)
+    return [(s, f) for s in seeds for f in folds]
 
 
 def _base(cfg: dict[str, Any], method: str, run: Run, T: int | None = None) -> Spec:
@@ -307,7 +310,7 @@ def _ablation_rows(cfg: dict[str, Any], backbone: str, run: Run, control: bool =
 
 def table_specs(cfg: dict[str, Any], table: str) -> list[tuple[dict[str, Any], list[Spec]]]:
     """Rows of ``table`` (``table1`` … ``table5``): (row labels, one spec per seed × fold)."""
-    runs = runs_of(cfg)
+    runs = runs_of(cfg, table)
     rows: list[tuple[dict[str, Any], list[Spec]]] = []
     t = cfg["tables"]
     backbone = cfg["iman"]["backbone"]

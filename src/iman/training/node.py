@@ -41,7 +41,8 @@ def node_protocol(cfg: dict[str, Any], node: Node) -> dict[str, Any]:
 def _node_values(cfg: dict[str, Any], node: Node, spec: Spec,
                  t: dict[str, Any]) -> dict[str, Any]:
     """The ``node`` fields (model, data shape, injection, weights, seed) and the loop's
-    learning rates (``lr`` × ``loop_lr_decay``**loop, ``min_lr`` at most that)."""
+    learning rates (``lr`` × ``loop_lr_decay``**loop, ``min_lr`` at most that) and epoch
+    budget (``loop_max_epochs`` / ``loop_patience`` for loops ≥ 1, :func:`_epoch_budget`)."""
     from iman.models import get_entry
     from iman.training.weights import resolve, weights_key
 
@@ -52,6 +53,7 @@ def _node_values(cfg: dict[str, Any], node: Node, spec: Spec,
     in_channels = {m: rgb * (1 if m == "us" else int(spec.T or 1))
                    for m in entry.consumed(node.modality)}
     lr = t["lr"] * t["loop_lr_decay"] ** node.loop
+    max_epochs, patience = _epoch_budget(t, node.loop)
     return {
         "model": spec.method, "variant": spec.variant, "in_channels": in_channels,
         "img_size": cfg["data"]["size"],
@@ -59,7 +61,17 @@ def _node_values(cfg: dict[str, Any], node: Node, spec: Spec,
         "weights": weights, "weights_sha256": weights_sha256, "norm": init.norm,
         "seed": spec.seed, "lr": lr, "min_lr": min(t["min_lr"], lr),
         "augment": dict(t["augment"]),
+        "max_epochs": max_epochs, "patience": patience,
+        "min_epochs": min(t["min_epochs"], max_epochs),
     }
+
+
+def _epoch_budget(t: dict[str, Any], loop: int) -> tuple[int, int]:
+    """(max_epochs, patience) of a node at ``loop``: warm-started loops (l >= 1) take
+    ``loop_max_epochs`` / ``loop_patience`` where set."""
+    if loop == 0:
+        return t["max_epochs"], t["patience"]
+    return t["loop_max_epochs"] or t["max_epochs"], t["loop_patience"] or t["patience"]
 
 
 def train_config(protocol: dict[str, Any], node: Node, threads: int = 1) -> TrainConfig:

@@ -31,6 +31,8 @@ NOT_SETTINGS: dict[str, str] = {
     "methods": "per-method recipes: merged into each node's train settings "
                "(iman.config.method_train), not a setting of its own",
     "loop_lr_decay": "folded into lr: loop l starts at lr * loop_lr_decay**l",
+    "loop_max_epochs": "folded into max_epochs (and min_epochs) of loops l >= 1",
+    "loop_patience": "folded into patience of loops l >= 1",
 }
 """The schema's ``train.*`` keys that are not :class:`TrainConfig` fields, and why."""
 
