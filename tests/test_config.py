@@ -177,7 +177,7 @@ def test_two_folds_would_leave_nothing_to_train_on() -> None:
 
 
 def test_table_seeds_are_all_the_first_n_or_a_list_and_recorded_as_a_list() -> None:
-    from iman.config import table_seeds
+    from iman.experiments import table_seeds
 
     cfg = resolve_config([], {"seeds": [3, 4, 5], "tables": {"table3": {"seeds": 1},
                                                              "table4": {"seeds": [7]}}})

@@ -86,14 +86,24 @@ def test_a_new_training_key_is_one_field(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_node_protocols_are_those_recorded_before_issue_28(
         name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The expected values were written by main's node_protocol (before this refactor),
-    compared by repr: what Snakemake records as the train rule's params, key order included."""
+    compared by repr: what Snakemake records as the train rule's params, key order included.
+    The demo has since given its warm-started loops their own epoch budget (issue 25,
+    ``train.loop_max_epochs`` / ``loop_patience``): without it its protocols are the recorded
+    ones, and with it exactly ``max_epochs`` and ``patience`` of loops ≥ 1 differ."""
     (tmp_path / "resnet50-19c8e357.pth").write_text("not a real weight file\n")
     monkeypatch.setenv("IMAN_WEIGHTS_DIR", str(tmp_path))
     monkeypatch.delenv("IMAN_WEIGHTS_CATALOG", raising=False)
     cfg = resolve_config([ROOT / "config" / f"{name}.yaml"])
+    plain = resolve_config([ROOT / "config" / f"{name}.yaml"],
+                           {"train": {"loop_max_epochs": None, "loop_patience": None}})
     for row in json.loads(BEFORE.read_text())[name]:
         node = Node(row["run"], row["modality"], row["loop"])
-        assert repr(node_protocol(cfg, node)) == row["protocol"], node
+        assert repr(node_protocol(plain, node)) == row["protocol"], node
+        now = node_protocol(cfg, node)
+        changed = {k for k, v in now.items() if v != node_protocol(plain, node)[k]}
+        budget = cfg["train"]["loop_max_epochs"] or cfg["train"]["loop_patience"]
+        assert changed <= ({"max_epochs", "patience"} if node.loop and budget else set()), (
+            node, changed)
 
 
 def test_an_unknown_loss_is_a_config_error_naming_the_known_ones() -> None:

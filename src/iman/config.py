@@ -24,7 +24,7 @@ import yaml
 from iman.errors import UserError
 
 __all__ = ["DEMO_CONFIG", "SCHEMA_PATH", "ConfigError", "coerce_overrides", "dump_config",
-           "load_config", "method_train", "resolve_config", "table_seeds", "validate_config"]
+           "load_config", "method_train", "resolve_config", "validate_config"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = PROJECT_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -93,17 +93,10 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     return _ordered(filled, schema, schema)
 
 
-def table_seeds(cfg: Mapping[str, Any], table: str) -> list[int]:
-    """Training seeds of ``table``'s rows: ``tables.<table>.seeds`` as a list (null: every
-    seed in ``seeds``; n: the first n of them)."""
-    want = cfg["tables"][table].get("seeds")
-    if want is None:
-        return list(cfg["seeds"])
-    return list(cfg["seeds"][:want]) if isinstance(want, int) else list(want)
-
-
 def _expand_table_seeds(cfg: dict[str, Any]) -> None:
     """Record every table's seeds as an explicit list (the resolved config says what ran)."""
+    from iman.experiments import table_seeds
+
     for table, settings in cfg["tables"].items():
         settings["seeds"] = table_seeds(cfg, table)
 
@@ -281,7 +274,7 @@ def resolve_config(configfiles: Sequence[str | Path] = (),
 
     Nothing else leaks in: a key no named file sets takes its schema default (the paper
     protocol). Returns the validated config with every default filled and every table's
-    seeds as an explicit list (:func:`table_seeds`); raises ConfigError.
+    seeds as an explicit list (:func:`iman.experiments.table_seeds`); raises ConfigError.
     """
     cfg: dict[str, Any] = {}
     for path in configfiles:

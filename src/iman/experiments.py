@@ -23,7 +23,6 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from iman.config import table_seeds
 from iman.models import get_entry
 from iman.names import (
     FRAMES_FIELD,
@@ -58,6 +57,7 @@ __all__ = [
     "selected_loops",
     "source_modality",
     "table_comparisons",
+    "table_seeds",
     "table_specs",
     "used_models",
 ]
@@ -251,6 +251,15 @@ def experiment_nodes(spec: Spec) -> list[Node]:
 
 def _setting(d: dict[str, Any]) -> tuple[int, str]:
     return (int(d["kernel"]), str(d["filter"]))
+
+
+def table_seeds(cfg: dict[str, Any], table: str) -> list[int]:
+    """Training seeds of ``table``'s rows: ``tables.<table>.seeds`` as a list (null: every
+    seed in ``seeds``; n: the first n of them)."""
+    want = cfg["tables"][table].get("seeds")
+    if want is None:
+        return list(cfg["seeds"])
+    return list(cfg["seeds"][:want]) if isinstance(want, int) else list(want)
 
 
 Run = tuple[int, int | None]
