@@ -12,7 +12,9 @@ rule rehearse:
         data=get_rehearsal_data,
     log:
         P.log("rehearse"),
-    threads: workflow.cores
+    # the kinds run side by side; Snakemake caps a rule's threads at --cores locally, and on a
+    # cluster (no --cores) this is what the rehearsal job asks for
+    threads: 8
     resources:
         mem_mb=16000,
         runtime=120,
