@@ -141,7 +141,6 @@ def parse_seed_diffs(cell: object) -> dict[int, float]:
 
 def concat_stats(files: Sequence[str | Path], out: Path) -> None:
     """The per-table comparison files as one ``stats.csv`` (table order kept), at full
-    precision (the files are read as text: nothing is re-parsed or rounded)."""
-    frames = [pd.read_csv(f, dtype={"seed_diffs": str})
-              for f in files]
+    precision (pandas ≥ 3 parses each written float back to the same bits)."""
+    frames = [pd.read_csv(f, dtype={"seed_diffs": str}) for f in files]
     write_csv(pd.concat(frames, ignore_index=True), out)

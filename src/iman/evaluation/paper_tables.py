@@ -135,7 +135,7 @@ def _case_counts(df: pd.DataFrame, per_case: list[list[pd.DataFrame]]) -> None:
     """``<mod>_n_cases``: distinct test cases over a row's runs (a case tested by 3 seeds
     counts once), placed after ``<mod>_loop``; then ``<mod>_n_empty``: the empty predictions
     among the row's test rows (cases × runs, :func:`iman.evaluation.stats.count_empty`)."""
-    from iman.evaluation.stats import count_empty
+    from iman.evaluation.stats import count_empty, tested_rows
 
     for modality in MODALITIES:
         if f"{modality}_loop" not in df:
@@ -144,9 +144,7 @@ def _case_counts(df: pd.DataFrame, per_case: list[list[pd.DataFrame]]) -> None:
         for runs in per_case:
             ids: set[str] = set()
             for f in runs:
-                rows = f[f["modality"] == modality]
-                if "split" in rows:
-                    rows = rows[rows["split"] == "test"]
+                rows = tested_rows(f[f["modality"] == modality])
                 ids.update(rows["case_id"].astype(str))
             counts.append(len(ids) if ids else None)
         empty = [count_empty([f[f["modality"] == modality] for f in runs]) for runs in per_case]
@@ -265,10 +263,11 @@ def empty_penalties(frames: Iterable[pd.DataFrame]) -> list[float]:
     """The distinct HD penalties (mm, the image diagonals) of the empty predictions among the
     test rows of ``frames``, sorted; empty when there are none."""
     from iman.evaluation.metrics import EMPTY_PRED
+    from iman.evaluation.stats import tested_rows
 
     values: set[float] = set()
     for f in frames:
         if EMPTY_PRED in f:
-            rows = f[(f[EMPTY_PRED] == 1) & ((f["split"] == "test") if "split" in f else True)]
-            values.update(float(v) for v in rows["std_hd_mm"])
+            rows = tested_rows(f)
+            values.update(float(v) for v in rows.loc[rows[EMPTY_PRED] == 1, "std_hd_mm"])
     return sorted(values)

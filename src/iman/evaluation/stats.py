@@ -33,7 +33,8 @@ import pandas as pd
 from scipy import stats as sps
 
 __all__ = ["CI_METHOD", "EXACT_MAX_N", "N_FLIPS", "TEST", "Comparison", "case_means",
-           "compare", "count_empty", "holm", "rank_biserial", "sign_flip", "table_reference_flags"]
+           "compare", "count_empty", "holm", "rank_biserial", "sign_flip", "table_reference_flags",
+           "tested_rows"]
 
 TEST = "sign-flip permutation (mean)"
 """Name of the test in stats.csv's ``test`` column."""
@@ -62,10 +63,15 @@ class Comparison:
         return asdict(self)
 
 
+def tested_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The test-split rows of a per-case frame (all of it when it has no ``split``
+    column)."""
+    return frame[frame["split"] == "test"] if "split" in frame else frame
+
+
 def case_means(frames: Sequence[pd.DataFrame], metric: str) -> pd.Series:
     """Per-case mean of ``metric`` over runs (seeds); index = case id, test rows only."""
-    rows = pd.concat([f.loc[f["split"] == "test", ["case_id", metric]] if "split" in f
-                      else f[["case_id", metric]] for f in frames])
+    rows = pd.concat([tested_rows(f)[["case_id", metric]] for f in frames])
     return rows.groupby(rows["case_id"].astype(str))[metric].mean().dropna()
 
 
@@ -74,7 +80,7 @@ def count_empty(frames: Sequence[pd.DataFrame]) -> float:
     :data:`iman.evaluation.metrics.EMPTY_PRED`); NaN for per-case files without the flag."""
     from iman.evaluation.metrics import EMPTY_PRED
 
-    rows = [f[f["split"] == "test"] if "split" in f else f for f in frames]
+    rows = [tested_rows(f) for f in frames]
     if not rows or any(EMPTY_PRED not in f for f in rows):
         return float("nan")
     return float(sum(int(f[EMPTY_PRED].sum()) for f in rows))
