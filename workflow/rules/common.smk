@@ -37,7 +37,10 @@ from iman.names import (
     summary_key,
 )
 from iman.paths import Paths
+from iman.rehearsal import data_plan, rehearsal_jobs
+from iman.training.kinds import node_kind
 from iman.training.node import node_protocol
+from iman.training.resources import JobResources, job_resources, read_resources
 from iman.training.weights import WeightsError, check_weights_once
 
 R = config["results"]
@@ -157,7 +160,7 @@ def check_fit(announce: bool) -> None:
     once by the main process when ``announce`` (an untrained node)."""
     try:
         check_fit_once(get_protocol_settings(), P.fingerprint, P.split_counts,
-                            announce=announce and workflow.is_main_process)
+                       announce=announce and workflow.is_main_process)
     except ConfigError as err:
         raise WorkflowError(str(err)) from None
 
@@ -304,10 +307,6 @@ def get_curve_inputs(wildcards) -> list[str]:
 
 
 # ---- rehearsal and the train rule's resources (docs/slurm.md) --------------------------------
-from iman.config import method_train
-from iman.training.kinds import node_kind
-from iman.rehearsal import data_plan, rehearsal_jobs
-from iman.training.resources import job_resources, read_resources
 
 
 def rehearsal_file() -> str:
@@ -326,12 +325,15 @@ def get_rehearsal_data(wildcards):
     return data_plan(config, P, config["rehearsal"]["cases"])
 
 
-def _train_resources(wildcards, attempt: int):
-    """The job's resources from its kind's rehearsal row (fallbacks without one)."""
+def _train_resources(wildcards, attempt: int) -> JobResources:
+    """The job's resources from its kind's rehearsal row (fallbacks without one), at the
+    node's own batch size and epoch budget as its protocol records them (a warm-started
+    loop's ``loop_max_epochs``). Not cached: a rehearsal that finishes during the run is
+    read (``read_resources`` is cached per file version)."""
     node = wc_node(wildcards)
     row = read_resources(rehearsal_file()).get(node_kind(config["model"], node).key)
-    t = method_train(config, parse_name(node.run).method)
-    return job_resources(row, t["batch_size"], t["max_epochs"], attempt,
+    protocol = train_protocol(node)
+    return job_resources(row, protocol["batch_size"], protocol["max_epochs"], attempt,
                          cluster=workflow.non_local_exec)
 
 
